@@ -1,0 +1,1 @@
+"""wsparse: weight-sparse transformers on Python code and the circuits they use."""

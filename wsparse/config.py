@@ -1,0 +1,319 @@
+"""Typed, frozen run configuration.
+
+Config files (``configs/*.py``) return an ``ml_collections.ConfigDict``; the entry point turns it into a
+``Config`` once with :func:`from_configdict`, and library code only ever sees these frozen dataclasses. Unknown keys
+and bad values raise :class:`ConfigError` naming the key, so a typo never silently falls back to a default.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import types
+import typing
+from typing import Any, Mapping
+
+import numpy as np
+
+FLOAT32_EPS = float(np.finfo(np.float32).eps)  # PyTorch nn.RMSNorm's default eps, as in the release.
+
+ACT_SPARSITY_LOCATIONS = (
+    "attn_in", "attn_q", "attn_k", "attn_v", "attn_out", "mlp_in", "mlp_neuron", "mlp_out",
+)
+
+
+class ConfigError(ValueError):
+    """A configuration value a user can fix."""
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig:
+    """PAPER.md section 1. Weights are stored [in, out] (x @ w)."""
+
+    vocab_size: int = 2048
+    n_ctx: int = 256
+    n_layer: int = 8
+    d_model: int = 256
+    n_head: int = 16
+    d_head: int = 16
+    d_mlp: int = 1024
+    afrac: float = 0.25  # AbsTopK keeps int(afrac * width); 1.0 switches activation sparsity off.
+    afrac_locations: tuple[str, ...] = ACT_SPARSITY_LOCATIONS
+    bias: bool = True
+    attn_sink: bool = False
+    bigram_table: bool = False
+    pos_emb: bool = False  # learned absolute positional embedding
+    rms_eps: float = FLOAT32_EPS
+    init_std: float = 0.02
+    dtype: str = "float32"  # compute dtype of activations; params stay float32
+
+    def validate(self) -> None:
+        _check(self.n_layer >= 1, "model.n_layer", "must be >= 1")
+        _check(self.d_model >= 1 and self.d_mlp >= 1 and self.d_head >= 1 and self.n_head >= 1,
+               "model", "widths must be positive")
+        _check(0.0 < self.afrac <= 1.0, "model.afrac", f"must be in (0, 1], got {self.afrac}")
+        bad = set(self.afrac_locations) - set(ACT_SPARSITY_LOCATIONS)
+        _check(not bad, "model.afrac_locations", f"unknown {sorted(bad)}; known: {ACT_SPARSITY_LOCATIONS}")
+        _check(self.vocab_size >= 2, "model.vocab_size", "must be >= 2")
+        _check(self.dtype in ("float32", "bfloat16"), "model.dtype", "must be float32 or bfloat16")
+
+    @property
+    def d_attn(self) -> int:
+        return self.n_head * self.d_head
+
+
+@dataclasses.dataclass(frozen=True)
+class SparsityConfig:
+    """PAPER.md section 2: per-tensor magnitude top-k after every step, annealed from dense."""
+
+    enabled: bool = True
+    interior_density: float = 1 / 16  # c_attn, attn c_proj, c_fc, mlp c_proj
+    embed_density: float = 1 / 4  # wte, lm_head
+    bias_density: float = 1 / 4
+    min_alive_per_neuron: int = 4  # 0 disables the per-neuron reservation
+    anneal_start_frac: float = 0.01
+    anneal_end_frac: float = 0.5
+
+    def validate(self) -> None:
+        for name in ("interior_density", "embed_density", "bias_density"):
+            v = getattr(self, name)
+            _check(0.0 < v <= 1.0, f"sparsity.{name}", f"must be in (0, 1], got {v}")
+        _check(self.min_alive_per_neuron >= 0, "sparsity.min_alive_per_neuron", "must be >= 0")
+        _check(0.0 <= self.anneal_start_frac <= self.anneal_end_frac <= 1.0, "sparsity.anneal_*_frac",
+               "need 0 <= anneal_start_frac <= anneal_end_frac <= 1")
+
+
+@dataclasses.dataclass(frozen=True)
+class OptimConfig:
+    """PAPER.md section 2: RMS-clipped AdamW with the sharkfin learning rate."""
+
+    lr: float = 1.28e-2
+    warmup_frac: float = 0.01
+    b1: float = 0.9
+    b2: float = 0.95
+    eps: float = 0.1
+    weight_decay: float = 0.1
+    grad_rms_max: float = 1.0
+    grad_rms_mode: str = "clip"  # "clip" (decision) or "normalize" (the release)
+    density_lr_scaling: bool = True  # multiply lr by sqrt(target_density / current_density)
+
+    def validate(self) -> None:
+        _check(self.lr > 0, "optim.lr", "must be > 0")
+        _check(self.grad_rms_mode in ("clip", "normalize", "none"), "optim.grad_rms_mode",
+               "must be clip, normalize or none")
+        _check(0.0 <= self.warmup_frac < 1.0, "optim.warmup_frac", "must be in [0, 1)")
+
+
+@dataclasses.dataclass(frozen=True)
+class DataConfig:
+    """PAPER.md section 3: a Python corpus, a 2048-token BPE, token shards read through grain."""
+
+    default_sources: bool = True  # the interpreter's standard library and site-packages
+    sources: tuple[str, ...] = ()  # extra directories or glob patterns of .py files
+    max_source_bytes: int = 0  # stop collecting after this many bytes of Python (0: no limit)
+    max_file_bytes: int = 200_000
+    synthetic_weight: float = 0.0  # fraction of corpus bytes from the synthetic simple-Python generator
+    val_fraction: float = 0.01
+    vocab_size: int = 2048
+    tokenizer_train_bytes: int = 20_000_000  # bytes of corpus the BPE is trained on
+    required_tokens: tuple[str, ...] = ()  # extra strings that must be single tokens
+    use_task_tokens: bool = True  # also require every registered task candidate to be one token
+    cache_dir: str = ".cache/wsparse_data"
+    seed: int = 0
+
+    def validate(self) -> None:
+        _check(0.0 <= self.synthetic_weight <= 1.0, "data.synthetic_weight", "must be in [0, 1]")
+        _check(0.0 < self.val_fraction < 0.5, "data.val_fraction", "must be in (0, 0.5)")
+        _check(self.default_sources or self.sources or self.synthetic_weight > 0, "data.sources",
+               "no corpus: enable data.default_sources, list data.sources, or set data.synthetic_weight")
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    seed: int = 0
+    steps: int = 1000
+    batch_size: int = 32  # global, in sequences of n_ctx + 1 tokens
+    log_every: int = 50
+    eval_every: int = 250
+    eval_batches: int = 8
+    checkpoint_every: int = 500
+    keep_checkpoints: int = 3
+    mesh_data: int = -1  # devices on the data axis; -1: all
+
+    def validate(self) -> None:
+        _check(self.steps >= 1, "train.steps", "must be >= 1")
+        _check(self.batch_size >= 1, "train.batch_size", "must be >= 1")
+        _check(self.log_every >= 1 and self.eval_every >= 1 and self.checkpoint_every >= 1,
+               "train.*_every", "intervals must be >= 1")
+
+
+@dataclasses.dataclass(frozen=True)
+class DistributedConfig:
+    """Multi-host start-up through jax.distributed; off for a single process."""
+
+    enabled: bool = False
+    coordinator_address: str = ""
+    num_processes: int = 1
+    process_id: int = 0
+
+    def validate(self) -> None:
+        if self.enabled:
+            _check(bool(self.coordinator_address), "distributed.coordinator_address", "required when enabled")
+
+
+@dataclasses.dataclass(frozen=True)
+class PruneConfig:
+    """PAPER.md section 5: learned node masks over a frozen model, then bisection to the target loss."""
+
+    target_loss: float = 0.15
+    ablation: str = "mean"  # mean | zero | resample
+    mask_param: str = "heaviside"  # heaviside (paper: step forward, sigmoid'(tau/T) backward) | sigmoid
+    temp_schedule: str = "constant"  # constant | linear | geometric | poly5
+    temp_start: float = 1.0
+    temp_end: float = 0.05
+    tie_qk: bool = False
+    k_coef: float = 1e-4
+    init_noise_bias: float = 0.1
+    init_noise_scale: float = 0.01
+    lr: float = 3e-3
+    weight_decay: float = 1e-3
+    b1: float = 0.9
+    b2: float = 0.95
+    warmup_frac: float = 0.05
+    grad_clip: float = 1.0
+    steps: int = 1000
+    batch_pairs: int = 64
+    n_train_pairs: int = 2000
+    n_test_pairs: int = 500
+    means_tokens: int = 65536
+    calibration_steps: int = 16
+    n_random_controls: int = 8
+    sweep_k_coef: tuple[float, ...] = ()  # empty: no sweep over this axis
+    sweep_lr: tuple[float, ...] = ()
+    sweep_seeds: int = 1
+    seed: int = 0
+
+    def validate(self) -> None:
+        _check(self.ablation in ("mean", "zero", "resample"), "prune.ablation", "must be mean, zero or resample")
+        _check(self.mask_param in ("heaviside", "sigmoid"), "prune.mask_param", "must be heaviside or sigmoid")
+        _check(self.temp_schedule in ("constant", "linear", "geometric", "poly5"), "prune.temp_schedule",
+               "must be constant, linear, geometric or poly5")
+        _check(self.target_loss > 0, "prune.target_loss", "must be > 0")
+        _check(self.steps >= 1 and self.batch_pairs >= 1, "prune.steps/batch_pairs", "must be >= 1")
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    model: ModelConfig = ModelConfig()
+    sparsity: SparsityConfig = SparsityConfig()
+    optim: OptimConfig = OptimConfig()
+    data: DataConfig = DataConfig()
+    train: TrainConfig = TrainConfig()
+    distributed: DistributedConfig = DistributedConfig()
+    prune: PruneConfig = PruneConfig()
+    name: str = "run"
+
+    def validate(self) -> None:
+        for field in dataclasses.fields(self):
+            v = getattr(self, field.name)
+            if hasattr(v, "validate"):
+                v.validate()
+        _check(self.data.vocab_size == self.model.vocab_size, "data.vocab_size",
+               f"{self.data.vocab_size} differs from model.vocab_size {self.model.vocab_size}")
+
+
+def _check(ok: bool, key: str, message: str) -> None:
+    if not ok:
+        raise ConfigError(f"config {key}: {message}")
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Building from a ConfigDict / dict, and back.
+
+
+def build(cls: type, values: Mapping[str, Any] | None, prefix: str = "") -> Any:
+    """Builds dataclass ``cls`` from a nested mapping, recursing into dataclass fields; unknown keys are errors."""
+    values = dict(values or {})
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = set(values) - names
+    if unknown:
+        raise ConfigError(f"config {prefix or '<root>'}: unknown key(s) {sorted(unknown)}; known: {sorted(names)}")
+    kwargs = {}
+    for name, raw in values.items():
+        kwargs[name] = _coerce(hints[name], raw, f"{prefix}{name}")
+    obj = cls(**kwargs)
+    return obj
+
+
+def _coerce(tp: Any, raw: Any, key: str) -> Any:
+    if dataclasses.is_dataclass(tp):
+        if hasattr(raw, "to_dict"):
+            raw = raw.to_dict()
+        if isinstance(raw, tp):
+            return raw
+        if not isinstance(raw, Mapping):
+            raise ConfigError(f"config {key}: expected a mapping, got {type(raw).__name__}")
+        return build(tp, raw, prefix=key + ".")
+    origin = typing.get_origin(tp)
+    if origin is tuple:
+        if isinstance(raw, str):
+            raw = tuple(s for s in raw.split(",") if s)  # CLI-friendly: --config.x=a,b
+        if not isinstance(raw, (list, tuple)):
+            raise ConfigError(f"config {key}: expected a list, got {raw!r}")
+        (item_tp, *_) = typing.get_args(tp)
+        return tuple(_coerce(item_tp, r, key) for r in raw)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        if raw is None:
+            return None
+        return _coerce(args[0], raw, key)
+    if tp is bool:
+        if not isinstance(raw, (bool, np.bool_)):
+            raise ConfigError(f"config {key}: expected true/false, got {raw!r}")
+        return bool(raw)
+    if tp is int:
+        if isinstance(raw, bool) or not float(raw).is_integer():
+            raise ConfigError(f"config {key}: expected an integer, got {raw!r}")
+        return int(raw)
+    if tp is float:
+        if isinstance(raw, bool) or not isinstance(raw, (int, float, np.floating, np.integer)):
+            raise ConfigError(f"config {key}: expected a number, got {raw!r}")
+        return float(raw)
+    if tp is str:
+        if not isinstance(raw, str):
+            raise ConfigError(f"config {key}: expected a string, got {raw!r}")
+        return raw
+    return raw
+
+
+def from_configdict(cd: Any, cls: type = Config) -> Any:
+    """The one conversion from a ConfigDict (or plain dict) to a validated frozen config."""
+    raw = cd.to_dict() if hasattr(cd, "to_dict") else dict(cd)
+    cfg = build(cls, raw)
+    if hasattr(cfg, "validate"):
+        cfg.validate()
+    return cfg
+
+
+def to_dict(cfg: Any) -> dict:
+    """JSON-ready nested dict (tuples become lists)."""
+    return json.loads(json.dumps(dataclasses.asdict(cfg)))
+
+
+def save(cfg: Any, path: str) -> None:
+    with open(path, "w") as f:
+        json.dump(to_dict(cfg), f, indent=2, sort_keys=True)
+        f.write("\n")
+
+
+def load(path: str, cls: type = Config) -> Any:
+    with open(path) as f:
+        return from_configdict(json.load(f), cls)
+
+
+def fingerprint(cfg: Any) -> str:
+    """Stable short hash of a config (sub)tree, used to key caches."""
+    blob = json.dumps(to_dict(cfg), sort_keys=True).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]
