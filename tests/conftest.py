@@ -3,3 +3,19 @@
 import os
 
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
+
+import dataclasses  # noqa: E402
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def tiny_prepared(tmp_path_factory):
+    """configs/tiny.py's data, prepared once per session (a few seconds): a `wsparse.data.Prepared`."""
+    from configs.tiny import get_config
+    from wsparse import config as C
+    from wsparse import data
+
+    cfg = dataclasses.replace(C.from_configdict(get_config()).data,
+                              cache_dir=str(tmp_path_factory.mktemp("tiny_data")))
+    return data.prepare(cfg, log=lambda _: None)

@@ -111,10 +111,10 @@ class DataConfig:
 
     default_sources: bool = True  # the interpreter's standard library and site-packages
     sources: tuple[str, ...] = ()  # extra directories or glob patterns of .py files
-    max_source_bytes: int = 0  # stop collecting after this many bytes of Python (0: no limit)
+    max_source_bytes: int = 0  # cap on corpus bytes, real + synthetic (0: all real files, synthetic added by weight)
     max_file_bytes: int = 200_000
     synthetic_weight: float = 0.0  # fraction of corpus bytes from the synthetic simple-Python generator
-    val_fraction: float = 0.01
+    val_fraction: float = 0.02  # expected share of documents (by content hash); prepare requires >= half of it
     vocab_size: int = 2048
     tokenizer_train_bytes: int = 20_000_000  # bytes of corpus the BPE is trained on
     required_tokens: tuple[str, ...] = ()  # extra strings that must be single tokens
