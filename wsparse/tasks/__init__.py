@@ -1,0 +1,33 @@
+"""The 20 binary next-token tasks of PAPER.md section 4, their registry, encoding, contrast loss and evaluation.
+
+    from wsparse import tasks
+    tasks.names()                        # the registered task names
+    pairs = tasks.get("for_while").generate("train", 2000, seed=0)
+    batch = tasks.encode("for_while", tokenizer, "test", 500, n_ctx=128)
+    loss, acc = tasks.contrast_loss(logits_BTV, batch)
+
+Register your own task with ``tasks.register(tasks.Task(name, make_pair, candidates))`` (docs/adding_a_task.md).
+"""
+
+from wsparse.tasks import brackets, control_flow, files, functions, strings, variables
+from wsparse.tasks.base import SPLITS, Pair, Task, TaskError
+from wsparse.tasks.registry import get, names, register, required_tokens, unregister
+
+PAPER_ORDER = (
+    "single_double_quote", "bracket_counting", "set_or_string", "set_or_string_fixedvarname", "class_init",
+    "with_as", "bracket_brace", "with_open", "for_while", "else_elif", "fstring_brace", "if_ternary", "var_swap",
+    "indent_for", "lambda_func", "if_equals", "enumerate_range", "var_if", "while_return_true", "final_kwarg",
+)
+
+
+def _register_builtins() -> None:
+    by_name = {t.name: t for m in (strings, brackets, variables, control_flow, functions, files) for t in m.TASKS}
+    assert set(by_name) == set(PAPER_ORDER), sorted(set(by_name) ^ set(PAPER_ORDER))
+    for n in PAPER_ORDER:
+        register(by_name[n], replace=True)
+
+
+_register_builtins()
+
+__all__ = ["SPLITS", "PAPER_ORDER", "Pair", "Task", "TaskError", "get", "names", "register", "required_tokens",
+           "unregister"]
