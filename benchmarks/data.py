@@ -54,9 +54,10 @@ def main() -> None:
     # --- demo train step (consumer) --------------------------------------------------------------------------------
     try:
         from wsparse import train
-        rate = f"{train.benchmark_steps_per_second(cfg):.1f} steps/s"
-    except (ImportError, AttributeError):
-        rate = "n/a (train step not built yet)"
+    except ImportError:
+        train = None
+    bench = getattr(train, "benchmark_steps_per_second", None)
+    rate = f"{bench(cfg):.1f} steps/s" if bench else "n/a (train step not built yet)"
     print(f"demo train step: {rate}")
 
 

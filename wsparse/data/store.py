@@ -120,7 +120,7 @@ def prepare(cfg: C.DataConfig, *, log: Callable[[str], None] = print) -> Prepare
     """Builds (or reuses) the cache under ``cfg.cache_dir/<fingerprint>/``."""
     req = required_tokens(cfg, log)
     fp = fingerprint(cfg, req)
-    final = os.path.join(cfg.cache_dir, fp)
+    final = os.path.abspath(os.path.join(cfg.cache_dir, fp))
     if os.path.exists(os.path.join(final, "manifest.json")):
         prepared = load(final)
         prepared.verify()

@@ -245,7 +245,7 @@ class _Gen:
         v = self.r.choice(sc.of("int") or ["total"])
         pre = [] if v in sc.vars else [f"{v} = 0"]
         sc.vars[v] = "int"
-        return pre + [f"{v} {self.r.choice(('+=', '-=', '*='))} {self.r.choice(list(sc.vars) + [self.num()])}"]
+        return pre + [f"{v} {self.r.choice(('+=', '-=', '*='))} {self.r.choice(sc.of('int') + [self.num()])}"]
 
     def call_stmt(self, sc: _Scope) -> list[str]:
         lst = sc.of("list")
