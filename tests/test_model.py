@@ -1,0 +1,203 @@
+import dataclasses
+import math
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from configs import tiny
+from wsparse import config as C
+from wsparse import model as M
+
+
+def tiny_model(**kw) -> C.ModelConfig:
+    cfg = C.from_configdict(tiny.get_config()).model
+    return dataclasses.replace(cfg, **{"vocab_size": 64, "n_ctx": 16, **kw})
+
+
+init = jax.jit(M.init_params, static_argnums=0)
+fwd = jax.jit(M.forward, static_argnums=2, static_argnames="node_fn")
+
+
+def tokens(cfg: C.ModelConfig, B: int = 2, T: int | None = None, seed: int = 0) -> jax.Array:
+    T = T or cfg.n_ctx
+    return jax.random.randint(jax.random.key(seed), (B, T), 0, cfg.vocab_size, jnp.int32)
+
+
+def test_param_tree_layout_and_init():
+    cfg = tiny_model(n_layer=3, bias=True, attn_sink=True, bigram_table=True, pos_emb=True)
+    p = init(cfg, jax.random.key(0))
+    D, V, A, Mm = cfg.d_model, cfg.vocab_size, cfg.d_attn, cfg.d_mlp
+    chex.assert_shape(p["wte"]["w"], (V, D))
+    chex.assert_shape(p["wpe"]["w"], (cfg.n_ctx, D))
+    chex.assert_shape(p["lm_head"]["w"], (V, D))
+    chex.assert_shape(p["bigram"]["table"], (V, V))
+    assert len(p["blocks"]) == 3
+    b = p["blocks"][1]
+    chex.assert_shape([b["attn"]["c_attn"]["w"], b["attn"]["c_attn"]["b"]], [(D, 3 * A), (3 * A,)])
+    chex.assert_shape([b["attn"]["c_proj"]["w"], b["attn"]["c_proj"]["b"]], [(A, D), (D,)])
+    chex.assert_shape([b["mlp"]["c_fc"]["w"], b["mlp"]["c_proj"]["w"]], [(D, Mm), (Mm, D)])
+    chex.assert_shape([b["ln_1"]["g"], b["ln_2"]["g"], p["ln_f"]["g"], b["attn"]["sink"]], [(D,), (D,), (D,), (2,)])
+    chex.assert_trees_all_equal_dtypes(p, jax.tree.map(lambda x: x.astype(jnp.float32), p))
+    for blk in p["blocks"]:
+        for lin in (blk["attn"]["c_attn"], blk["attn"]["c_proj"], blk["mlp"]["c_fc"], blk["mlp"]["c_proj"]):
+            assert not np.any(lin["b"])
+        assert not np.any(blk["attn"]["sink"])
+    proj = np.concatenate([np.ravel(blk["mlp"]["c_proj"]["w"]) for blk in p["blocks"]])
+    np.testing.assert_allclose(proj.std(), 0.02 / math.sqrt(6), rtol=0.05)
+    np.testing.assert_allclose(np.std(p["blocks"][0]["mlp"]["c_fc"]["w"]), 0.02, rtol=0.05)
+    table = np.asarray(p["bigram"]["table"])
+    assert table.min() >= 0 and table.max() < 0.02 and table.mean() == pytest.approx(0.01, rel=0.05)
+    expected = 2 * V * D + cfg.n_ctx * D + V * V + D + 3 * (
+        2 * D + D * 3 * A + 3 * A + A * D + D + 2 + D * Mm + Mm + Mm * D + D)
+    assert M.param_count(p) == expected
+
+
+def test_no_bias_no_sink_no_bigram_keys():
+    p = init(tiny_model(bias=False), jax.random.key(0))
+    assert set(p) == {"wte", "blocks", "ln_f", "lm_head"}
+    assert set(p["blocks"][0]["attn"]) == {"c_attn", "c_proj"}
+    assert set(p["blocks"][0]["mlp"]["c_fc"]) == {"w"}
+
+
+@pytest.mark.parametrize("kw", [{"attn_sink": True, "bigram_table": True, "pos_emb": True}, {"bias": False}])
+def test_forward_shapes_finite(kw):
+    cfg = tiny_model(**kw)
+    p = init(cfg, jax.random.key(1))
+    logits = fwd(p, tokens(cfg), cfg)
+    chex.assert_shape(logits, (2, cfg.n_ctx, cfg.vocab_size))
+    chex.assert_type(logits, jnp.float32)
+    chex.assert_tree_all_finite(logits)
+
+
+@pytest.mark.parametrize("afrac", [1.0, 0.25])
+def test_causal(afrac):
+    """Each position gets its own token id, so d logits[t] / d wte[s] is the dependence on position s."""
+    cfg = tiny_model(afrac=afrac, attn_sink=True, pos_emb=True, bigram_table=True)
+    p = init(cfg, jax.random.key(2))
+    toks = jnp.arange(cfg.n_ctx, dtype=jnp.int32)[None]
+    t = 7
+
+    def logit_t(wte):
+        return jnp.sum(M.forward({**p, "wte": {"w": wte}}, toks, cfg)[0, t] * jnp.arange(cfg.vocab_size))
+
+    g = np.asarray(jax.jit(jax.grad(logit_t))(p["wte"]["w"]))
+    per_pos = np.abs(g[: cfg.n_ctx]).sum(-1)
+    assert np.all(per_pos[t + 1:] == 0)
+    assert np.all(per_pos[: t + 1] > 0)
+
+
+def test_node_fn_identity_order_and_widths():
+    cfg = tiny_model(attn_sink=True, bigram_table=True)
+    p = init(cfg, jax.random.key(3))
+    toks = tokens(cfg)
+    seen = []
+
+    def capture(name, x):
+        seen.append((name, x.shape))
+        return x
+
+    out = fwd(p, toks, cfg, node_fn=capture)  # names and shapes are recorded while tracing
+    np.testing.assert_array_equal(out, fwd(p, toks, cfg))
+    shapes = M.node_shapes(cfg)
+    assert [n for n, _ in seen] == list(shapes)
+    assert all(s == (2, cfg.n_ctx, shapes[n]) for n, s in seen)
+    assert list(shapes)[:8] == ["0.attn.act_in", "0.attn.q", "0.attn.k", "0.attn.v", "0.attn.resid_delta",
+                                "0.mlp.act_in", "0.mlp.post_act", "0.mlp.resid_delta"]
+    assert shapes["1.mlp.post_act"] == cfg.d_mlp and shapes["1.attn.q"] == cfg.d_attn
+
+
+def test_node_fn_sees_sparse_activations_and_can_ablate():
+    cfg = tiny_model(afrac=0.25, afrac_locations=("attn_q", "mlp_neuron"))
+    p = init(cfg, jax.random.key(4))
+    toks = tokens(cfg)
+
+    @jax.jit
+    def capture(p, toks):
+        got = {}
+        M.forward(p, toks, cfg, node_fn=lambda n, x: got.setdefault(n, x))
+        return got
+
+    got = capture(p, toks)
+    nnz = {n: int(np.max(np.sum(np.asarray(x) != 0, -1))) for n, x in got.items()}
+    assert nnz["0.attn.q"] == cfg.d_attn // 4 and nnz["1.mlp.post_act"] == cfg.d_mlp // 4
+    assert nnz["0.attn.k"] == cfg.d_attn and nnz["0.mlp.act_in"] == cfg.d_model
+    zeroed = fwd(p, toks, cfg, node_fn=lambda n, x: jnp.zeros_like(x) if n == "1.mlp.post_act" else x)
+    assert not np.allclose(zeroed, fwd(p, toks, cfg))
+
+
+def slow_abs_topk(x: np.ndarray, k: int) -> np.ndarray:
+    out = np.zeros_like(x)
+    for idx in np.ndindex(x.shape[:-1]):
+        keep = np.argsort(-np.abs(x[idx]), kind="stable")[:k]
+        out[idx][keep] = x[idx][keep]
+    return out
+
+
+@pytest.mark.parametrize("width,k", [(37, 9), (128, 32), (8, 1), (8, 7)])
+def test_abs_topk_matches_reference(width, k):
+    x = np.asarray(jax.random.normal(jax.random.key(width + k), (3, 5, width)) * 3)
+    y = np.asarray(jax.jit(M.abs_topk, static_argnums=1)(x, k))
+    np.testing.assert_array_equal(y, slow_abs_topk(x, k))
+    assert np.all(np.sum(y != 0, -1) == k)
+
+
+def test_abs_topk_bfloat16_exact():
+    x = jax.random.normal(jax.random.key(0), (4, 64)).astype(jnp.bfloat16)
+    y = jax.jit(M.abs_topk, static_argnums=1)(x, 16)
+    assert y.dtype == jnp.bfloat16
+    np.testing.assert_array_equal(np.asarray(y, np.float32), slow_abs_topk(np.asarray(x, np.float32), 16))
+
+
+def test_abs_topk_ties_and_zeros():
+    x = jnp.array([[3.0, -2.0, 2.0, 1.0, 0.5], [0.0, 0.0, 1.0, 0.0, 0.0], [-1.0, 1.0, 1.0, -1.0, 1.0]])
+    y = np.asarray(M.abs_topk(x, 2))
+    np.testing.assert_array_equal(y[0], [3.0, -2.0, 2.0, 0, 0])  # tie at the threshold: both kept
+    np.testing.assert_array_equal(y[1], [0, 0, 1.0, 0, 0])  # fewer nonzeros than k: all kept
+    np.testing.assert_array_equal(y[2], x[2])
+    np.testing.assert_array_equal(M.abs_topk(x, 5), x)
+
+
+def test_abs_topk_gradient_is_mask():
+    x = jax.random.normal(jax.random.key(5), (6, 32))
+    g = jax.jit(jax.grad(lambda x: jnp.sum(M.abs_topk(x, 8) * 2.0)))(x)
+    np.testing.assert_array_equal(g, 2.0 * (M.abs_topk(x, 8) != 0))
+
+
+def test_attention_sink_hand_check():
+    q = jnp.array([[[[1.0, 0.0]], [[0.5, 2.0]]]])  # [B=1, T=2, H=1, dh=2]
+    k = jnp.array([[[[2.0, 1.0]], [[1.0, -1.0]]]])
+    v = jnp.array([[[[1.0, 2.0]], [[3.0, 4.0]]]])
+    b = jnp.array([0.7])
+    y = np.asarray(M._attention(q, k, v, b))[0, :, 0]
+    s = np.array([[2.0, 0.0], [1.0 + 2.0, 0.5 - 2.0]]) / math.sqrt(2)
+    e0 = np.exp(s[0, 0])
+    np.testing.assert_allclose(y[0], e0 / (e0 + np.exp(0.7)) * np.array([1.0, 2.0]), rtol=1e-6)
+    e1 = np.exp(s[1])
+    w1 = e1 / (e1.sum() + np.exp(0.7))
+    np.testing.assert_allclose(y[1], w1[0] * np.array([1.0, 2.0]) + w1[1] * np.array([3.0, 4.0]), rtol=1e-6)
+    no_sink = np.asarray(M._attention(q, k, v, None))[0, :, 0]
+    np.testing.assert_allclose(no_sink[0], [1.0, 2.0], rtol=1e-6)
+    np.testing.assert_allclose(np.asarray(M._attention(q, k, v, jnp.array([-80.0])))[0, :, 0], no_sink, rtol=1e-6)
+
+
+def test_bigram_adds_the_token_row():
+    cfg = tiny_model(bigram_table=True)
+    p = init(cfg, jax.random.key(6))
+    toks = tokens(cfg)
+    with_table = fwd(p, toks, cfg)
+    without = fwd({**p, "bigram": {"table": jnp.zeros_like(p["bigram"]["table"])}}, toks, cfg)
+    np.testing.assert_allclose(with_table - without, p["bigram"]["table"][toks], atol=1e-6)
+
+
+def test_bfloat16_compute_close_to_float32():
+    cfg = tiny_model(afrac=1.0)
+    p = init(cfg, jax.random.key(7))
+    toks = tokens(cfg)
+    ref = fwd(p, toks, cfg)
+    out = fwd(p, toks, dataclasses.replace(cfg, dtype="bfloat16"))
+    chex.assert_type(out, jnp.float32)
+    np.testing.assert_allclose(out, ref, atol=0.05)
+    chex.assert_trees_all_equal_dtypes(p, jax.tree.map(lambda x: x.astype(jnp.float32), p))
