@@ -43,7 +43,8 @@ class TrainIterator:
                      "process_count": process_count, "windows": n}
         per = global_batch // process_count
         self._ds = (grain.MapDataset.range(n).shuffle(seed=seed % 2**32).repeat()
-                    .batch(per, drop_remainder=True).slice(slice(process_index, None, process_count)))
+                    .batch(per, drop_remainder=True, batch_fn=np.asarray)  # not tree-stacking: 1.6x faster
+                    .slice(slice(process_index, None, process_count)))
         self.step = 0
 
     def batch_at(self, step: int) -> np.ndarray:

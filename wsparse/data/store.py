@@ -1,7 +1,7 @@
 """Prepared data on disk: uint16 token shards + tokenizer + manifest, cached by a fingerprint of what made them.
 
-The cache key covers the DataConfig (minus ``cache_dir``), the effective required-token list, the source roots and a
-format version, so changing any of them builds a new cache instead of silently reusing a stale one. A cache is built in
+The cache key covers the DataConfig (minus ``cache_dir``), the effective required-token list, the source roots, the
+synthetic generator's code and a format version, so changing any of them builds a new cache instead of silently reusing a stale one. A cache is built in
 a temporary directory and renamed into place, so a crash never leaves half of one.
 """
 
@@ -20,6 +20,7 @@ from tqdm import tqdm
 
 from wsparse import config as C
 from wsparse.data import corpus as corpus_lib
+from wsparse.data import synthetic
 from wsparse.data import tokenizer as tok_lib
 
 FORMAT = 1
@@ -113,6 +114,9 @@ def fingerprint(cfg: C.DataConfig, required: Sequence[str]) -> str:
     data = C.to_dict(cfg)
     data.pop("cache_dir")
     blob = {"format": FORMAT, "data": data, "required": list(required), "sources": corpus_lib.sources(cfg)}
+    if cfg.synthetic_weight > 0:  # a change to the generator's code is a change to the corpus
+        with open(synthetic.__file__, "rb") as f:
+            blob["synthetic"] = hashlib.sha256(f.read()).hexdigest()
     return hashlib.sha256(json.dumps(blob, sort_keys=True).encode()).hexdigest()[:16]
 
 
