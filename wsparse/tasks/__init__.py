@@ -11,6 +11,10 @@ Register your own task with ``tasks.register(tasks.Task(name, make_pair, candida
 
 from wsparse.tasks import brackets, control_flow, files, functions, strings, variables
 from wsparse.tasks.base import SPLITS, Pair, Task, TaskError
+from wsparse.tasks.display import mark_tokens, show_pair
+from wsparse.tasks.encode import TaskBatch, check_pairs, encode, encode_pairs
+from wsparse.tasks.evaluate import encode_all, evaluate, evaluate_batches, format_table
+from wsparse.tasks.loss import contrast_loss, contrast_loss_per_seq
 from wsparse.tasks.registry import get, names, register, required_tokens, unregister
 
 PAPER_ORDER = (
@@ -29,5 +33,6 @@ def _register_builtins() -> None:
 
 _register_builtins()
 
-__all__ = ["SPLITS", "PAPER_ORDER", "Pair", "Task", "TaskError", "get", "names", "register", "required_tokens",
-           "unregister"]
+__all__ = ["SPLITS", "PAPER_ORDER", "Pair", "Task", "TaskBatch", "TaskError", "check_pairs", "contrast_loss",
+           "contrast_loss_per_seq", "encode", "encode_all", "encode_pairs", "evaluate", "evaluate_batches",
+           "format_table", "get", "mark_tokens", "names", "register", "required_tokens", "show_pair", "unregister"]

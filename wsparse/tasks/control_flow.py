@@ -42,8 +42,8 @@ def if_ternary(rng: random.Random, split: str) -> Pair:
     depth = rng.randint(0, 2)
     head = C.opening(rng, p, depth, lo=1, hi=4)
     i, c = C.ind(depth), C.cond(rng, p, rng.choice(p.names))
-    value = rng.choice([C.num(rng, p), rng.choice(p.names), C.string(rng, p)])
-    lhs = f"{C.var(rng, p)} = " if depth == 0 or rng.random() < 0.7 else "return "
+    value = rng.choice([C.num(rng, p), rng.choice(p.names), "None"])
+    lhs = f"{rng.choice(p.names)} = " if depth == 0 or rng.random() < 0.7 else "return "
     return Pair(C.join(head, f"{i}if {c}"), C.join(head, f"{i}{lhs}{value} if {c}"), NL_COLON, " else",
                 f"{i}{C.IND}{C.statement(rng, p, comment=False)}\n", f" {C.num(rng, p)}\n")
 
