@@ -1,0 +1,25 @@
+"""Write a run's report: one self-contained HTML page (model, tasks, circuit diagrams) that opens offline.
+
+    python -m experiments.report --workdir=runs/demo
+
+Reads config.json, metrics.jsonl, tasks.json and circuits/*/circuit.json, loads the latest checkpoint for the
+parameter counts and the circuit nodes' activation statistics, and prints the path of RUN/report/index.html.
+"""
+
+from absl import app, flags
+
+_WORKDIR = flags.DEFINE_string("workdir", None, "Run directory (made by experiments.train).", required=True)
+_NODE_TOKENS = flags.DEFINE_integer("node_tokens", 32768,
+                                    "Validation tokens for each node's mean activation and top contexts.")
+_TOP_K = flags.DEFINE_integer("top_k", 5, "Top-activating contexts shown per node.")
+
+
+def main(argv):
+    del argv
+    from wsparse.report import write_report
+
+    print(write_report(_WORKDIR.value, node_tokens=_NODE_TOKENS.value, top_k=_TOP_K.value))
+
+
+if __name__ == "__main__":
+    app.run(main)

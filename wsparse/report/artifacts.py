@@ -1,0 +1,128 @@
+"""Readers for the JSON artifacts of a run directory, tolerant of the stages that have not run yet.
+
+The report is written at the end of a pipeline whose stages may have been skipped or interrupted: every reader here
+returns an empty value for a missing file instead of raising, so a partial run still gets a (partial) report.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from typing import Any, Mapping
+
+import numpy as np
+
+FAMILIES = ("interior", "embed", "bias", "dense")
+_INTERIOR = {("attn", "c_attn"), ("attn", "c_proj"), ("mlp", "c_fc"), ("mlp", "c_proj")}
+
+
+def read_json(path: str) -> Any:
+    """The parsed file, or None when it does not exist."""
+    if not os.path.exists(path):
+        return None
+    with open(path) as f:
+        return json.load(f)
+
+
+@dataclasses.dataclass(frozen=True)
+class Curves:
+    """Training and evaluation series from metrics.jsonl, one value per step (a resumed run's repeats dropped)."""
+
+    train: dict[str, list[tuple[int, float]]]  # metric -> [(step, value)] sorted by step
+    eval_loss: list[tuple[int, float]]
+
+
+def read_metrics(path: str) -> Curves:
+    """metrics.jsonl rows; later rows win for a repeated (step, metric), since a resumed run appends."""
+    series: dict[str, dict[int, float]] = {}
+    if os.path.exists(path):
+        with open(path) as f:
+            for line in f:
+                line = line.strip()
+                if not line:
+                    continue
+                row = json.loads(line)
+                step = int(row.pop("step"))
+                for key, value in row.items():
+                    if isinstance(value, (int, float)) and not isinstance(value, bool):
+                        series.setdefault(key, {})[step] = float(value)
+    ordered = {k: sorted(v.items()) for k, v in series.items()}
+    eval_loss = ordered.pop("eval_loss", [])
+    return Curves(train=ordered, eval_loss=eval_loss)
+
+
+def read_tasks(path: str) -> tuple[int | None, dict[str, dict[str, float]]]:
+    """tasks.json: ``(step, {task: {"loss", "accuracy", "n", ...}})``."""
+    raw = read_json(path)
+    if not raw:
+        return None, {}
+    return raw.get("step"), dict(raw.get("tasks", {}))
+
+
+def read_circuits(circuits_dir: str) -> dict[str, dict[str, Any]]:
+    """Every ``circuits/<task>/circuit.json``, keyed by task, in name order."""
+    out: dict[str, dict[str, Any]] = {}
+    if not os.path.isdir(circuits_dir):
+        return out
+    for task in sorted(os.listdir(circuits_dir)):
+        c = read_json(os.path.join(circuits_dir, task, "circuit.json"))
+        if c is not None:
+            out[task] = c
+    return out
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Parameter accounting.
+
+
+def family(path: tuple[str, ...]) -> str:
+    """The sparsity family of a parameter path (docs/interfaces.md): interior, embed, bias or dense."""
+    leaf = path[-1]
+    if leaf == "b":
+        return "bias"
+    if leaf == "w" and path[0] in ("wte", "lm_head"):
+        return "embed"
+    if leaf == "w" and len(path) >= 3 and (path[-3], path[-2]) in _INTERIOR:
+        return "interior"
+    return "dense"
+
+
+def _leaves(tree: Any, prefix: tuple[str, ...] = ()):
+    if isinstance(tree, Mapping):
+        for k, v in tree.items():
+            yield from _leaves(v, prefix + (str(k),))
+    elif isinstance(tree, (list, tuple)):
+        for i, v in enumerate(tree):
+            yield from _leaves(v, prefix + (str(i),))
+    elif tree is not None:
+        yield prefix, tree
+
+
+@dataclasses.dataclass(frozen=True)
+class TensorCount:
+    path: str
+    family: str
+    shape: tuple[int, ...]
+    size: int
+    nonzero: int
+
+
+def param_counts(params: Any) -> list[TensorCount]:
+    """Size and nonzero entries of every tensor, in tree order. Host-side: the report runs once, after training."""
+    rows = []
+    for path, leaf in _leaves(params):
+        arr = np.asarray(leaf)
+        rows.append(TensorCount("/".join(path), family(path), tuple(arr.shape), int(arr.size),
+                                int(np.count_nonzero(arr))))
+    return rows
+
+
+def family_totals(rows: list[TensorCount]) -> dict[str, tuple[int, int, int]]:
+    """family -> (tensors, parameters, nonzero), every family present (zeros where absent), plus "total"."""
+    out = {f: (0, 0, 0) for f in FAMILIES}
+    for r in rows:
+        n, size, nnz = out[r.family]
+        out[r.family] = (n + 1, size + r.size, nnz + r.nonzero)
+    out["total"] = tuple(sum(v[i] for v in out.values()) for i in range(3))  # type: ignore[assignment]
+    return out
