@@ -164,7 +164,12 @@ class DistributedConfig:
 
 @dataclasses.dataclass(frozen=True)
 class PruneConfig:
-    """PAPER.md section 5: learned node masks over a frozen model, then bisection to the target loss."""
+    """PAPER.md section 5: learned node masks over a frozen model, then bisection to the target loss.
+
+    Default budget (instead of the paper's CARBS, 32 rounds x 8 runs): one vmapped sweep of 8 settings,
+    k_coef {3e-5, 1e-4, 3e-4, 1e-3} x lr {3e-3, 1e-2} around the paper's centre, 1000 steps of 64 pairs each;
+    the smallest bisected circuit (in edges) that meets the target on the test split wins.
+    """
 
     target_loss: float = 0.15
     ablation: str = "mean"  # mean | zero | resample
@@ -183,14 +188,17 @@ class PruneConfig:
     warmup_frac: float = 0.05
     grad_clip: float = 1.0
     steps: int = 1000
-    batch_pairs: int = 64
+    chunk_steps: int = 50  # steps per jitted call (the progress bar's granularity)
+    batch_pairs: int = 64  # also the chunk size of every evaluation pass
     n_train_pairs: int = 2000
     n_test_pairs: int = 500
     means_tokens: int = 65536
+    resample_bank: int = 4096  # real pretraining positions kept for resample ablation
     calibration_steps: int = 16
     n_random_controls: int = 8
-    sweep_k_coef: tuple[float, ...] = ()  # empty: no sweep over this axis
-    sweep_lr: tuple[float, ...] = ()
+    attribution_baseline: bool = True
+    sweep_k_coef: tuple[float, ...] = (3e-5, 1e-4, 3e-4, 1e-3)  # empty: k_coef alone
+    sweep_lr: tuple[float, ...] = (3e-3, 1e-2)  # empty: lr alone
     sweep_seeds: int = 1
     seed: int = 0
 
@@ -199,8 +207,14 @@ class PruneConfig:
         _check(self.mask_param in ("heaviside", "sigmoid"), "prune.mask_param", "must be heaviside or sigmoid")
         _check(self.temp_schedule in ("constant", "linear", "geometric", "poly5"), "prune.temp_schedule",
                "must be constant, linear, geometric or poly5")
+        _check(self.temp_start > 0 and self.temp_end > 0, "prune.temp_start/temp_end", "must be > 0")
         _check(self.target_loss > 0, "prune.target_loss", "must be > 0")
-        _check(self.steps >= 1 and self.batch_pairs >= 1, "prune.steps/batch_pairs", "must be >= 1")
+        _check(self.steps >= 1 and self.batch_pairs >= 1 and self.chunk_steps >= 1,
+               "prune.steps/batch_pairs/chunk_steps", "must be >= 1")
+        _check(self.n_train_pairs >= 1 and self.n_test_pairs >= 1, "prune.n_train_pairs/n_test_pairs", "must be >= 1")
+        _check(self.resample_bank >= 1 and self.means_tokens >= 1, "prune.resample_bank/means_tokens", "must be >= 1")
+        _check(self.sweep_seeds >= 1, "prune.sweep_seeds", "must be >= 1")
+        _check(0.0 <= self.warmup_frac < 1.0, "prune.warmup_frac", "must be in [0, 1)")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,0 +1,245 @@
+"""Circuit extraction: a planted circuit is recovered exactly; masks, ablation, edges and calibration behave."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from wsparse import model as M
+from wsparse import tasks
+from wsparse.circuits import graph, masks, means, prune, validate
+from wsparse.circuits.extract import extract
+from wsparse.config import ModelConfig, PruneConfig
+
+A1, A2, C1, C2 = 1, 2, 3, 4  # the cue tokens and the two candidates; every other token has a zero embedding
+FILLERS = (0, 5, 6, 7)
+PLANTED = {"0.attn.act_in": [0], "0.attn.v": [1], "0.attn.resid_delta": [2],
+           "0.mlp.act_in": [2], "0.mlp.post_act": [3], "0.mlp.resid_delta": [5]}
+CFG = ModelConfig(vocab_size=8, n_ctx=8, n_layer=1, d_model=8, n_head=1, d_head=4, d_mlp=8, afrac=1.0)
+PRUNE = PruneConfig(steps=150, chunk_steps=50, batch_pairs=16, lr=1e-2, k_coef=1e-3, warmup_frac=0.0,
+                    sweep_k_coef=(), sweep_lr=(), n_random_controls=2, resample_bank=64)
+
+
+def planted_params() -> dict:
+    """Token A1/A2 at position 0 writes +-1 on residual channel 0; uniform attention (q = k = 0) carries it through
+    v channel 1 to residual channel 2 at the last position; MLP neuron 3 (biased into GELU's linear range) copies it
+    to residual channel 5, which alone drives the candidates' logits. Every other weight is zero."""
+    p = jax.tree.map(jnp.zeros_like, M.init_params(CFG, jax.random.key(0)))
+    p = jax.tree.map(np.array, p)
+    blk = p["blocks"][0]
+    for g in (blk["ln_1"]["g"], blk["ln_2"]["g"], p["ln_f"]["g"]):
+        g[:] = 1.0
+    p["wte"]["w"][A1, 0], p["wte"]["w"][A2, 0] = 1.0, -1.0
+    blk["attn"]["c_attn"]["w"][0, 2 * CFG.d_attn + 1] = 1.0  # act_in:0 -> v:1
+    blk["attn"]["c_proj"]["w"][1, 2] = 6.0  # v:1 -> resid_delta:2
+    blk["mlp"]["c_fc"]["w"][2, 3], blk["mlp"]["c_fc"]["b"][3] = 1.0, 10.0  # act_in:2 -> post_act:3
+    blk["mlp"]["c_proj"]["w"][3, 5], blk["mlp"]["c_proj"]["b"][5] = 1.0, -10.0  # post_act:3 -> resid_delta:5
+    p["lm_head"]["w"][C1, 5], p["lm_head"]["w"][C2, 5] = 1.0, -1.0  # margin 4: loss ~0.02, not saturated
+    return jax.tree.map(jnp.asarray, p)
+
+
+def cue_batch(n: int, seed: int, length: int = 6) -> tasks.TaskBatch:
+    rng = np.random.default_rng(seed)
+    body = rng.choice(FILLERS, size=(n, length - 1))
+    pos = np.concatenate([np.full((n, 1), A1), body], 1)
+    neg = np.concatenate([np.full((n, 1), A2), body], 1)
+    tokens = np.zeros((2 * n, CFG.n_ctx), np.int32)
+    tokens[:, :length] = np.concatenate([pos, neg])
+    return tasks.TaskBatch(tokens, np.full(2 * n, length - 1, np.int32), np.array([C1] * n + [C2] * n, np.int32),
+                           np.array([C2] * n + [C1] * n, np.int32))
+
+
+@pytest.fixture(scope="module")
+def planted():
+    params = planted_params()
+    pre = np.random.default_rng(1).integers(0, CFG.vocab_size, size=(2, 8, CFG.n_ctx))
+    stats = means.compute(params, CFG, pre, n_bank=64)
+    return params, stats
+
+
+def test_planted_model_solves_task(planted):
+    params, stats = planted
+    pr = prune.Pruner(params, CFG, PRUNE, stats)
+    test = pr.pad(cue_batch(32, 1))
+    assert pr.loss(np.ones((1, pr.layout.n_nodes)), test)[0] < 0.05
+
+
+def test_my_loss_matches_contrast_loss(planted):
+    params, stats = planted
+    b = cue_batch(16, 3)
+    b.correct[:3], b.wrong[:3] = b.wrong[:3].copy(), b.correct[:3].copy()  # some wrong predictions: loss not ~0
+    pr = prune.Pruner(params, CFG, PRUNE, stats)
+    ref, _ = tasks.contrast_loss(M.forward(params, jnp.asarray(b.tokens), CFG), b)
+    assert pr.loss(np.ones((1, pr.layout.n_nodes)), pr.pad(b))[0] == pytest.approx(float(ref), rel=1e-5)
+
+
+def test_pruner_recovers_planted_circuit(planted):
+    params, stats = planted
+    record, rows = extract(params, CFG, PRUNE, stats, cue_batch(32, 0), cue_batch(32, 1), task="cue")
+    assert record["status"] == "ok"
+    kept = {k: v for k, v in record["nodes"].items() if v}
+    assert kept == PLANTED
+    assert record["n_nodes"] == 6
+    assert record["n_edges"]["total"] == 4
+    assert {e[0] + ">" + e[1] for e in record["edges"]} == {
+        "0.attn.act_in:0>0.attn.v:1", "0.attn.v:1>0.attn.resid_delta:2",
+        "0.mlp.act_in:2>0.mlp.post_act:3", "0.mlp.post_act:3>0.mlp.resid_delta:5"}
+    v = record["validation"]
+    assert v["sufficiency"]["meets_target"]
+    assert v["necessity"]["increase"] > 0.5  # ablating the circuit alone destroys the task
+    assert v["random_controls"]["min"] > PRUNE.target_loss
+    assert record["circuit_loss"]["test_calibrated"] <= record["circuit_loss"]["test"] + 1e-6
+    assert len(rows) == 1 and rows[0]["n_nodes"] == 6
+
+
+def test_unsolved_task_is_reported_not_pruned(planted):
+    params, stats = planted
+    b = cue_batch(16, 2)
+    b = b._replace(correct=b.wrong, wrong=b.correct)  # the model confidently predicts the other candidate
+    record, rows = extract(params, CFG, PRUNE, stats, b, b, task="flipped")
+    assert record["status"] == "unsolved" and rows == [] and "nodes" not in record
+
+
+def test_same_seed_same_masks_and_seed_matters(planted):
+    params, stats = planted
+    pr = prune.Pruner(params, CFG, PRUNE, stats)
+    train = prune.pairs_from_batch(cue_batch(32, 0))
+    settings = prune.settings_grid(dataclasses.replace(PRUNE, sweep_seeds=2))
+    tau_a, _ = pr.train(settings, train)
+    tau_b, _ = pr.train(settings, train)
+    np.testing.assert_array_equal(tau_a, tau_b)
+    assert not np.array_equal(tau_a[0], tau_a[1])
+    # a setting trained alone equals the same setting trained inside the vmapped sweep
+    tau_1, _ = pr.train(prune.take_setting(settings, 1), train)
+    np.testing.assert_allclose(tau_1[0], tau_a[1], atol=1e-5)
+
+
+@pytest.fixture(scope="module")
+def random_model():
+    cfg = dataclasses.replace(CFG, vocab_size=16, n_layer=2, d_model=16, n_head=2, d_head=4, d_mlp=32, afrac=0.5,
+                              attn_sink=True, bigram_table=True)
+    params = M.init_params(cfg, jax.random.key(3))
+    pre = np.random.default_rng(0).integers(0, 16, size=(2, 4, cfg.n_ctx))
+    return cfg, params, means.compute(params, cfg, pre, n_bank=32), pre
+
+
+def masked_logits(pr: prune.Pruner, m_nodes, toks) -> np.ndarray:
+    f = jax.jit(lambda params, stats, m, t: pr.logits(params, stats, m, t, jax.random.key(0)))
+    return np.asarray(f(pr.params, pr.stats, jnp.asarray(m_nodes, jnp.float32), jnp.asarray(toks)))
+
+
+@pytest.mark.parametrize("mode", ["mean", "resample"])
+def test_all_on_is_the_unpruned_model(random_model, mode):
+    cfg, params, stats, _ = random_model
+    pr = prune.Pruner(params, cfg, dataclasses.replace(PRUNE, ablation=mode), stats)
+    toks = np.random.default_rng(5).integers(0, 16, size=(4, cfg.n_ctx))
+    full = jax.jit(lambda p, t: M.forward(p, t, cfg))(params, jnp.asarray(toks))
+    np.testing.assert_array_equal(masked_logits(pr, np.ones(pr.layout.n_nodes), toks), np.asarray(full))
+
+
+def test_all_off_mean_ablation_is_constant(random_model):
+    """Every path between positions runs through nodes, so with all of them at their means the logits at a position
+    depend on nothing but that position's own token (the embedding -> unembedding and bigram paths)."""
+    cfg, params, stats, _ = random_model
+    pr = prune.Pruner(params, cfg, PRUNE, stats)
+    toks = np.random.default_rng(6).integers(0, 16, size=(6, cfg.n_ctx))
+    toks[:, -1] = 9
+    full = masked_logits(pr, np.ones(pr.layout.n_nodes), toks)[:, -1]
+    assert np.ptp(full, axis=0).max() > 1e-4  # the unpruned model does read the context
+    off = masked_logits(pr, np.zeros(pr.layout.n_nodes), toks)[:, -1]
+    np.testing.assert_allclose(off, np.broadcast_to(off[:1], off.shape), rtol=0, atol=1e-5)
+
+
+def test_means_are_means_of_captured_nodes(random_model):
+    cfg, params, stats, pre = random_model
+
+    def capture(params, toks):
+        cap = {}
+        M.forward(params, toks, cfg, node_fn=lambda n, x: cap.setdefault(n, x))
+        return cap
+
+    cap = jax.jit(capture)(params, jnp.asarray(pre.reshape(8, -1)))
+    assert set(cap) == set(M.node_shapes(cfg))
+    for name, x in cap.items():
+        np.testing.assert_allclose(stats.means[name], np.asarray(x).mean((0, 1)), atol=1e-5)
+        assert stats.bank[name].shape == (32, x.shape[-1])
+        rows = np.asarray(x).reshape(-1, x.shape[-1])
+        assert all(np.isclose(rows, r, atol=1e-6).all(1).any() for r in stats.bank[name])
+
+
+def test_surrogate_gradient():
+    tau = jnp.array([-0.7, -0.1, 0.0, 0.05, 0.9])
+    for temp in (1.0, 0.3):
+        np.testing.assert_array_equal(masks.heaviside(tau, temp), (tau > 0).astype(jnp.float32))
+        g = jax.grad(lambda t: masks.heaviside(t, temp).sum())(tau)
+        s = jax.nn.sigmoid(tau / temp)
+        np.testing.assert_allclose(g, s * (1 - s) / temp, rtol=1e-6)
+
+
+def test_temperature_schedules():
+    p = jnp.array([0.0, 0.5, 1.0])
+    np.testing.assert_allclose(masks.temperature("constant", 1.0, 0.1, p), [1.0, 1.0, 1.0])
+    np.testing.assert_allclose(masks.temperature("linear", 1.0, 0.1, p), [1.0, 0.55, 0.1], rtol=1e-6)
+    np.testing.assert_allclose(masks.temperature("geometric", 1.0, 0.01, p), [1.0, 0.1, 0.01], rtol=1e-5)
+    np.testing.assert_allclose(masks.temperature("poly5", 1.0, 0.0 + 0.1, p), [1.0, 0.1 + 0.9 / 32, 0.1], rtol=1e-6)
+
+
+def test_tied_qk_layout():
+    shapes = M.node_shapes(CFG)
+    lay = masks.make_layout(shapes, tie_qk=True)
+    assert lay.n_units == lay.n_nodes - CFG.d_attn
+    q, k = lay.slice("0.attn.q"), lay.slice("0.attn.k")
+    np.testing.assert_array_equal(lay.unit_of_node[q], lay.unit_of_node[k])
+    m = np.asarray(lay.nodes(jnp.arange(lay.n_units, dtype=jnp.float32)))
+    assert len(np.unique(m)) == lay.n_units
+
+
+def test_edges_on_hand_made_sparse_model():
+    p = jax.tree.map(lambda a: np.zeros(a.shape, np.float32), M.init_params(CFG, jax.random.key(0)))
+    blk = p["blocks"][0]
+    A = CFG.d_attn
+    blk["attn"]["c_attn"]["w"][1, 0] = 0.5  # act_in:1 -> q:0
+    blk["attn"]["c_attn"]["w"][1, A + 2] = -1.0  # act_in:1 -> k:2
+    blk["attn"]["c_attn"]["w"][3, 2 * A + 2] = 2.0  # act_in:3 -> v:2 (act_in:3 not kept)
+    blk["attn"]["c_proj"]["w"][2, 4] = 1.5  # v:2 -> resid_delta:4 (v:2 kept)
+    blk["mlp"]["c_fc"]["w"][0, 7] = 3.0  # act_in:0 -> post_act:7
+    blk["mlp"]["c_fc"]["w"][0, 6] = 3.0  # post_act:6 not kept
+    blk["mlp"]["c_proj"]["w"][7, 1] = -2.0  # post_act:7 -> resid_delta:1
+    keep = {n: np.zeros(w) for n, w in M.node_shapes(CFG).items()}
+    for name, idx in {"0.attn.act_in": [1], "0.attn.q": [0], "0.attn.k": [2], "0.attn.v": [2],
+                      "0.attn.resid_delta": [4], "0.mlp.act_in": [0], "0.mlp.post_act": [7],
+                      "0.mlp.resid_delta": [1]}.items():
+        keep[name][idx] = 1
+    edges, counts = graph.edges(p, keep)
+    assert sorted(edges) == sorted([
+        ["0.attn.act_in:1", "0.attn.q:0", 0.5], ["0.attn.act_in:1", "0.attn.k:2", -1.0],
+        ["0.attn.v:2", "0.attn.resid_delta:4", 1.5], ["0.mlp.act_in:0", "0.mlp.post_act:7", 3.0],
+        ["0.mlp.post_act:7", "0.mlp.resid_delta:1", -2.0]])
+    assert counts["total"] == 5 and counts["attn.act_in->qkv"] == 2 and counts["attn.act_in->v"] == 0
+    assert counts["attn.v->resid_delta"] == counts["mlp.act_in->post_act"] == counts["mlp.post_act->resid_delta"] == 1
+
+
+def test_calibration_fixes_a_shifted_scaled_circuit():
+    rng = np.random.default_rng(0)
+    d = np.stack([rng.normal(2, 1, 256), rng.normal(-2, 1, 256)], 1).astype(np.float32)
+    w = jnp.ones(256)
+    bad = 0.3 * d + 1.5  # under-confident and biased toward the target
+    a, b = prune.calibrate(jnp.asarray(bad), w, 16)
+    before = float(prune.pair_loss(jnp.asarray(bad), w))
+    after = float(prune.pair_loss(jnp.asarray(bad), w, a, b))
+    assert after < before - 0.1 and a > 1.0 and b < 0
+
+
+def test_random_masks_keep_counts_per_location(planted):
+    params, stats = planted
+    pr = prune.Pruner(params, CFG, PRUNE, stats)
+    m = np.zeros(pr.layout.n_nodes, np.float32)
+    m[[0, 3, 9, 40, 41]] = 1
+    r = validate.random_masks(pr, m, 4, seed=0)
+    for name in pr.layout.names:
+        sl = pr.layout.slice(name)
+        assert (r[:, sl].sum(1) == m[sl].sum()).all()

@@ -1,0 +1,64 @@
+"""Circuit graphs: kept nodes per location and the edges between them (PAPER.md section 5).
+
+An edge is a nonzero weight entry whose two ends are kept nodes. Weights are stored ``[in, out]``, so entry
+``w[i, j]`` is the edge ``source:i -> destination:j``. The circuit size the paper reports is the edge count.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+import numpy as np
+
+# Edge type -> (weight path inside a block, source location, destination location, column offset in units of d_attn).
+EDGE_TYPES: dict[str, tuple[tuple[str, ...], str, str, int]] = {
+    "attn.act_in->q": (("attn", "c_attn", "w"), "attn.act_in", "attn.q", 0),
+    "attn.act_in->k": (("attn", "c_attn", "w"), "attn.act_in", "attn.k", 1),
+    "attn.act_in->v": (("attn", "c_attn", "w"), "attn.act_in", "attn.v", 2),
+    "attn.v->resid_delta": (("attn", "c_proj", "w"), "attn.v", "attn.resid_delta", 0),
+    "mlp.act_in->post_act": (("mlp", "c_fc", "w"), "mlp.act_in", "mlp.post_act", 0),
+    "mlp.post_act->resid_delta": (("mlp", "c_proj", "w"), "mlp.post_act", "mlp.resid_delta", 0),
+}
+# The paper's four types: the three c_attn column groups together form "act_in -> q/k/v".
+PAPER_TYPE = {"attn.act_in->q": "attn.act_in->qkv", "attn.act_in->k": "attn.act_in->qkv",
+              "attn.act_in->v": "attn.act_in->qkv", "attn.v->resid_delta": "attn.v->resid_delta",
+              "mlp.act_in->post_act": "mlp.act_in->post_act",
+              "mlp.post_act->resid_delta": "mlp.post_act->resid_delta"}
+
+
+def label(name: str, index: int) -> str:
+    """The artifact's node id, e.g. ``"3.mlp.post_act:17"``."""
+    return f"{name}:{index}"
+
+
+def kept_indices(kept: Mapping[str, np.ndarray]) -> dict[str, list[int]]:
+    """Boolean masks per location -> sorted kept indices (every location listed, empty if none kept)."""
+    return {n: np.flatnonzero(np.asarray(m) > 0).tolist() for n, m in kept.items()}
+
+
+def edges(params: Any, kept: Mapping[str, np.ndarray], with_list: bool = True
+          ) -> tuple[list[list], dict[str, int]]:
+    """Edges among kept nodes. ``kept[name]`` is a 0/1 mask over that location's width.
+
+    Returns ``[[source, destination, weight], ...]`` (empty unless ``with_list``) and counts: total, the paper's four
+    types, and q/k/v separately.
+    """
+    out: list[list] = []
+    counts = {"total": 0} | {t: 0 for t in dict.fromkeys(PAPER_TYPE.values())} | {t: 0 for t in EDGE_TYPES}
+    for L, block in enumerate(params["blocks"]):
+        for etype, (path, src, dst, group) in EDGE_TYPES.items():
+            w = np.asarray(block[path[0]][path[1]][path[2]])
+            s_keep = np.flatnonzero(np.asarray(kept[f"{L}.{src}"]) > 0)
+            d_keep = np.flatnonzero(np.asarray(kept[f"{L}.{dst}"]) > 0)
+            width = len(kept[f"{L}.{dst}"])
+            sub = w[np.ix_(s_keep, d_keep + group * width)]
+            si, di = np.nonzero(sub)
+            n = len(si)
+            counts["total"] += n
+            counts[PAPER_TYPE[etype]] += n
+            if PAPER_TYPE[etype] != etype:
+                counts[etype] += n
+            if with_list:
+                out += [[label(f"{L}.{src}", int(s_keep[a])), label(f"{L}.{dst}", int(d_keep[b])), float(sub[a, b])]
+                        for a, b in zip(si, di)]
+    return out, counts

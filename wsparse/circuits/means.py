@@ -1,0 +1,106 @@
+"""Pretraining statistics of every node: the mean-ablation values and a bank of real activations for resampling.
+
+Pruned nodes are replaced by their mean over the *pretraining* distribution (PAPER.md section 5), not over task
+data, so these come from the validation split. One jitted pass with a capturing ``node_fn`` computes them; they are
+cached per checkpoint in ``RUN/circuits/means_step<N>.npz``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from wsparse import model as M
+from wsparse.config import ModelConfig, PruneConfig
+
+MEANS_BATCH = 8  # sequences per step of the means pass
+
+
+@dataclasses.dataclass(frozen=True)
+class NodeStats:
+    """``means[name]``: float32[width]; ``bank[name]``: float32[n_bank, width], all nodes of one real position per row."""
+
+    means: dict[str, np.ndarray]
+    bank: dict[str, np.ndarray]
+    n_tokens: int
+
+
+def compute(params: Any, cfg: ModelConfig, tokens_NBT: np.ndarray, *, n_bank: int, seed: int = 0) -> NodeStats:
+    """Means over all positions of ``tokens_NBT`` (``[n_batches, B, T]``) plus ``n_bank`` random positions' rows."""
+    n_batches, B, T = tokens_NBT.shape
+    per = max(1, math.ceil(n_bank / n_batches))
+    rng = np.random.default_rng(seed)
+    pos = rng.integers(0, B * T, size=(n_batches, per))
+    shapes = M.node_shapes(cfg)
+
+    @jax.jit
+    def run(params, tokens_NBT, pos):
+        def body(sums, xs):
+            toks, p = xs
+            cap: dict[str, jax.Array] = {}
+
+            def capture(name: str, x: jax.Array) -> jax.Array:
+                cap[name] = x.astype(jnp.float32)
+                return x
+
+            M.forward(params, toks, cfg, node_fn=capture)
+            sums = {n: sums[n] + cap[n].sum((0, 1)) for n in shapes}
+            rows = {n: cap[n].reshape(B * T, -1)[p] for n in shapes}
+            return sums, rows
+
+        zeros = {n: jnp.zeros((w,), jnp.float32) for n, w in shapes.items()}
+        return jax.lax.scan(body, zeros, (tokens_NBT, pos))
+
+    sums, rows = run(params, jnp.asarray(tokens_NBT, jnp.int32), jnp.asarray(pos))
+    n_tok = n_batches * B * T
+    means = {n: np.asarray(sums[n]) / n_tok for n in shapes}
+    bank = {n: np.asarray(rows[n]).reshape(n_batches * per, -1)[:n_bank] for n in shapes}
+    return NodeStats(means, bank, n_tok)
+
+
+def save(stats: NodeStats, path: str) -> None:
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    arrays = {f"mean/{n}": v for n, v in stats.means.items()} | {f"bank/{n}": v for n, v in stats.bank.items()}
+    tmp = path + ".tmp.npz"
+    np.savez(tmp, n_tokens=np.int64(stats.n_tokens), **arrays)
+    os.replace(tmp, path)
+
+
+def load(path: str) -> NodeStats:
+    with np.load(path) as z:
+        means = {k[5:]: z[k] for k in z.files if k.startswith("mean/")}
+        bank = {k[5:]: z[k] for k in z.files if k.startswith("bank/")}
+        return NodeStats(means, bank, int(z["n_tokens"]))
+
+
+def val_tokens(cfg: Any, n_tokens: int) -> np.ndarray:
+    """``[n_batches, MEANS_BATCH, n_ctx]`` validation tokens covering at least ``n_tokens`` positions."""
+    from wsparse import data
+    from wsparse.data import pipeline
+
+    n_ctx = cfg.model.n_ctx
+    n_batches = max(1, math.ceil(n_tokens / (MEANS_BATCH * n_ctx)))
+    prepared = data.prepare(cfg.data, log=lambda *a, **k: None)
+    toks = pipeline.val_batches(prepared, n_ctx=n_ctx, batch=MEANS_BATCH, n_batches=n_batches)
+    return np.asarray(toks)[..., :n_ctx]
+
+
+def for_run(run: Any, prune: PruneConfig, *, log: Callable[[str], None] = print) -> NodeStats:
+    """The cached statistics of ``run``'s checkpoint, computed on first use (or when the token budget changed)."""
+    path = os.path.join(run.workdir, "circuits", f"means_step{run.step}.npz")
+    if os.path.exists(path):
+        stats = load(path)
+        enough_bank = all(len(b) >= prune.resample_bank for b in stats.bank.values())
+        if stats.n_tokens >= prune.means_tokens and enough_bank and set(stats.means) == set(M.node_shapes(run.cfg.model)):
+            return stats
+    log(f"computing node means over {prune.means_tokens} validation tokens -> {path}")
+    stats = compute(run.params, run.cfg.model, val_tokens(run.cfg, prune.means_tokens),
+                    n_bank=prune.resample_bank, seed=prune.seed)
+    save(stats, path)
+    return stats
