@@ -117,7 +117,7 @@ def make_run(root):
              "brackets": {"loss": 0.11, "accuracy": 0.9453125, "n": 256},
              "hard": {"loss": 0.61, "accuracy": 0.6, "n": 256}}
     with open(os.path.join(root, "tasks.json"), "w") as f:
-        json.dump({"step": 20, "tasks": evals}, f)
+        json.dump({"step": 20, "split": "test", "tasks": evals}, f)
     circuits = {
         "quote": _circuit("quote", {"0.attn.act_in": [3, 7], "0.attn.v": [5], "0.attn.resid_delta": [7, 9],
                                     "1.mlp.post_act": [100]},

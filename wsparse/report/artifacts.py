@@ -52,12 +52,12 @@ def read_metrics(path: str) -> Curves:
     return Curves(train=ordered, eval_loss=eval_loss)
 
 
-def read_tasks(path: str) -> tuple[int | None, dict[str, dict[str, float]]]:
-    """tasks.json: ``(step, {task: {"loss", "accuracy", "n", ...}})``."""
+def read_tasks(path: str) -> tuple[int | None, str, dict[str, dict[str, float]]]:
+    """tasks.json (experiments.eval_tasks): ``(step, split, {task: {"loss", "accuracy", "n"}})``, n in pairs."""
     raw = read_json(path)
     if not raw:
-        return None, {}
-    return raw.get("step"), dict(raw.get("tasks", {}))
+        return None, "test", {}
+    return raw.get("step"), raw.get("split", "test"), dict(raw.get("tasks", {}))
 
 
 def read_circuits(circuits_dir: str) -> dict[str, dict[str, Any]]:

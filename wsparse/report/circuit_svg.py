@@ -1,11 +1,11 @@
 """A circuit as an inline SVG diagram: layers bottom to top, kept nodes grouped by location, weighted edges.
 
 Layout choices, each for readability:
-- every residual-stream location (``attn.act_in``, ``attn.resid_delta``, ``mlp.act_in``, ``mlp.resid_delta``) puts
-  channel c in the same column, so a channel written by one block and read by a later one lines up vertically (a faint
-  guide line marks it: the residual stream is the identity, not a weighted edge);
-- q, k and v share one row (the letter is drawn in each node); q/k/v and MLP neurons sit as close as they can to the
-  mean column of the residual channels they are wired to (barycentre), which removes most edge crossings;
+- rows are placed with the layered-graph barycentre heuristic: every node moves toward the mean position of the nodes
+  it is wired to, which removes most edge crossings and keeps a wide circuit only as wide as its widest row;
+- the residual stream is the identity, not a weighted edge: the same residual channel in consecutive residual rows
+  (written by one block, read by a later one) is joined by a faint dashed line and pulled into line by the layout;
+- q, k and v share one row, the letter drawn in each node;
 - empty rows are left out, every kept row is labelled, so a small circuit stays small.
 Edges are blue when positive and red when negative, their width proportional to |weight| (relative to the largest in
 the circuit). Nodes carry ``data-node`` and a ``<title>`` (native tooltip) for the page's hover script.
@@ -56,10 +56,41 @@ def _fmt(x: float) -> str:
     return f"{x:.3g}"
 
 
-def _barycentre(node: str, neighbours: Mapping[str, list[str]], res_x: Mapping[int, float], default: float) -> float:
-    """Mean column of the residual channels a q/k/v or MLP node is wired to (its neighbours are all residual)."""
-    xs = [res_x[split_node(n)[1]] for n in neighbours.get(node, ()) if split_node(n)[1] in res_x]
-    return sum(xs) / len(xs) if xs else default
+def residual_links(row_nodes: Sequence[Sequence[str]]) -> list[tuple[str, str]]:
+    """Pairs (lower, upper) of consecutive occurrences of one residual channel, rows given bottom to top."""
+    last: dict[int, str] = {}
+    links = []
+    for nodes in row_nodes:
+        for n in nodes:
+            loc, ch = split_node(n)
+            if _layer_kind(loc)[1] not in RESIDUAL:
+                continue
+            if ch in last:
+                links.append((last[ch], n))
+            last[ch] = n
+    return links
+
+
+def layout(row_nodes: Sequence[Sequence[str]], neighbours: Mapping[str, Sequence[tuple[str, float]]],
+           gap: float, low: float, high: float, sweeps: int = 6) -> dict[str, float]:
+    """x of every node: rows start evenly spread in channel order, then alternate upward and downward sweeps move
+    each row's nodes toward the weighted mean x of their neighbours (layered-graph barycentre heuristic)."""
+    x: dict[str, float] = {}
+    for nodes in row_nodes:
+        step = (high - low) / max(len(nodes), 1)
+        x |= {n: low + (i + 0.5) * step for i, n in enumerate(nodes)}
+    order = list(range(len(row_nodes)))
+    for sweep in range(sweeps):
+        for i in (order if sweep % 2 == 0 else order[::-1]):
+            nodes = row_nodes[i]
+            want = []
+            for n in nodes:
+                nb = neighbours.get(n, ())
+                total = sum(w for _, w in nb)
+                want.append(sum(x[m] * w for m, w in nb) / total if total else x[n])
+            row_gap = min(max(gap, (high - low) / max(len(nodes), 1)), 3 * gap)  # sparse rows get room
+            x |= dict(zip(nodes, spread(want, row_gap, low, high)))
+    return x
 
 
 def spread(want: Sequence[float], gap: float, low: float, high: float) -> list[float]:
@@ -124,17 +155,19 @@ def render(nodes: Mapping[str, Sequence[int]], edges: Iterable[Sequence], n_laye
             if locs:
                 rows.append(_Row(layer, label, locs))
 
-    # Residual columns shared by all residual rows.
-    res_channels = sorted({ch for loc, chs in kept.items() if _layer_kind(loc)[1] in RESIDUAL for ch in chs})
-    neighbours: dict[str, list[str]] = {}
+    row_nodes = [[f"{loc}:{ch}" for loc in r.locations for ch in sorted(kept[loc])] for r in rows]
+    links = residual_links(row_nodes)
+    neighbours: dict[str, list[tuple[str, float]]] = {}
     for s, d, _ in edge_list:
-        neighbours.setdefault(s, []).append(d)
-        neighbours.setdefault(d, []).append(s)
+        neighbours.setdefault(s, []).append((d, 1.0))
+        neighbours.setdefault(d, []).append((s, 1.0))
+    for a, b in links:  # pull a residual channel's occurrences into line
+        neighbours.setdefault(a, []).append((b, 2.0))
+        neighbours.setdefault(b, []).append((a, 2.0))
 
-    widest = max([len(res_channels)] + [sum(len(kept[loc]) for loc in r.locations) for r in rows] + [1])
+    widest = max([len(n) for n in row_nodes] + [1])
     spacing = max(16.0, min(34.0, target_width / widest))
-    inner_w = max(widest * spacing, 360.0)
-    res_x = {ch: LEFT + (i + 0.5) * inner_w / len(res_channels) for i, ch in enumerate(res_channels)}
+    inner_w = max(widest * spacing, 360.0, min(target_width, 60.0 * widest))  # wide rows may use the page
 
     # Vertical positions: y grows downwards, so layer 0 goes at the bottom.
     height = TOP + BOTTOM + ROW_H * len(rows) + LAYER_GAP * max(0, len({r.layer for r in rows}) - 1)
@@ -147,16 +180,8 @@ def render(nodes: Mapping[str, Sequence[int]], edges: Iterable[Sequence], n_laye
         r.y = y
         y -= ROW_H
 
-    pos: dict[str, tuple[float, float]] = {}
-    for r in rows:
-        if _layer_kind(r.locations[0])[1] in RESIDUAL:
-            for ch in sorted(kept[r.locations[0]]):
-                pos[f"{r.locations[0]}:{ch}"] = (res_x[ch], r.y)
-            continue
-        row_nodes = [f"{loc}:{ch}" for loc in r.locations for ch in sorted(kept[loc])]
-        want = {n: _barycentre(n, neighbours, res_x, LEFT + inner_w / 2) for n in row_nodes}
-        xs = spread([want[n] for n in row_nodes], spacing, LEFT + spacing / 2, LEFT + inner_w - spacing / 2)
-        pos |= {n: (x, r.y) for n, x in zip(row_nodes, xs)}
+    xs = layout(row_nodes, neighbours, spacing, LEFT + spacing / 2, LEFT + inner_w - spacing / 2)
+    pos = {n: (xs[n], r.y) for r, nodes_ in zip(rows, row_nodes) for n in nodes_}
 
     width = LEFT + inner_w + RIGHT
     out = [f'<svg xmlns="http://www.w3.org/2000/svg" class="circuit" id="{html.escape(dom_id)}" '
@@ -179,12 +204,12 @@ def render(nodes: Mapping[str, Sequence[int]], edges: Iterable[Sequence], n_laye
     out.append(f'<text x="{LEFT + inner_w / 2:.1f}" y="{height - 8:.1f}" font-size="11" fill="#777" '
                f'text-anchor="middle">token embedding ↑</text>')
 
-    # Residual-stream guides: one faint line per channel that appears in more than one residual row.
-    for ch, x in res_x.items():
-        ys = [p[1] for n, p in pos.items() if split_node(n)[1] == ch and _layer_kind(split_node(n)[0])[1] in RESIDUAL]
-        if len(ys) > 1:
-            out.append(f'<line class="guide" x1="{x:.1f}" y1="{min(ys):.1f}" x2="{x:.1f}" y2="{max(ys):.1f}" '
-                       f'stroke="#b8b8b8" stroke-width="1" stroke-dasharray="2 3"/>')
+    # Residual-stream links: the same channel in consecutive residual rows (identity, not a weighted edge).
+    for a, b in links:
+        (x1, y1), (x2, y2) = pos[a], pos[b]
+        my = (y1 + y2) / 2
+        out.append(f'<path class="guide" d="M{x1:.1f},{y1:.1f} C{x1:.1f},{my:.1f} {x2:.1f},{my:.1f} {x2:.1f},{y2:.1f}" '
+                   f'fill="none" stroke="#bbb" stroke-width="1" stroke-dasharray="2 3"/>')
 
     # Edges, weakest first so the strong ones are drawn on top.
     max_w = max((abs(w) for *_, w in edge_list), default=1.0) or 1.0
@@ -204,7 +229,7 @@ def render(nodes: Mapping[str, Sequence[int]], edges: Iterable[Sequence], n_laye
     out.append("</g>")
 
     # Nodes with their channel index underneath (left out when too crowded to read).
-    show_index = spacing >= 20
+    show_index = spacing >= 24
     out.append('<g class="nodes">')
     for n, (x, yy) in pos.items():
         loc, ch = split_node(n)
@@ -217,8 +242,8 @@ def render(nodes: Mapping[str, Sequence[int]], edges: Iterable[Sequence], n_laye
             out.append(f'<text x="{x:.1f}" y="{yy + 3:.1f}" font-size="8.5" font-weight="700" fill="#333" '
                        f'text-anchor="middle" pointer-events="none">{kind[-1]}</text>')
         if show_index:
-            out.append(f'<text x="{x:.1f}" y="{yy + R + 10:.1f}" font-size="8.5" fill="#444" text-anchor="middle" '
-                       f'stroke="#fff" stroke-width="2.5" paint-order="stroke">{ch}</text>')
+            out.append(f'<text x="{x + R + 1:.1f}" y="{yy - R + 2:.1f}" font-size="8.5" fill="#333" '
+                       f'stroke="#fff" stroke-width="2.5" paint-order="stroke" pointer-events="none">{ch}</text>')
         out.append("</g>")
     out.append("</g>")
     if not pos:

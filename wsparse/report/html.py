@@ -48,7 +48,7 @@ def is_solved(c: Mapping[str, Any]) -> bool:
 COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("unpruned_loss", "loss", "unpruned model's task loss (test split, per sequence)"),
     ("accuracy", "acc.", "unpruned model's accuracy"),
-    ("n", "n", "sequences evaluated"),
+    ("n", "pairs", "test pairs evaluated"),
     ("n_nodes", "nodes", "kept nodes"),
     ("n_edges", "edges", "nonzero weights between kept nodes: the circuit size"),
     ("circuit_loss", "loss", "test loss of the circuit alone (everything else ablated), after the logit "
@@ -314,7 +314,7 @@ def _geomean(xs: Sequence[float]) -> float | None:
 
 
 def render_page(*, cfg: Mapping[str, Any], curves: artifacts.Curves, task_step: int | None,
-                evals: Mapping[str, Any], circuits: Mapping[str, Mapping[str, Any]],
+                task_split: str, evals: Mapping[str, Any], circuits: Mapping[str, Mapping[str, Any]],
                 counts: Sequence[artifacts.TensorCount] | None, node_info: Mapping[str, NodeInfo],
                 workdir: str, step: int | None) -> str:
     """The whole page as a string; pure, so tests can build one from hand-written artifacts."""
@@ -363,9 +363,9 @@ def render_page(*, cfg: Mapping[str, Any], curves: artifacts.Curves, task_step: 
 <p class="stats">{_esc(finals)}</p>
 <div class="plots">{figs}</div>
 <h2 id="tasks">Tasks</h2>
-<p class="sub">Unpruned evaluation at step {fmt(task_step)}. Task loss is per sequence over the two candidate tokens;
-target {fmt(target)}. Circuit loss is shaded green when the circuit alone meets the target (sufficiency).
-Hover a column header for its meaning.</p>
+<p class="sub">Unpruned evaluation at step {fmt(task_step)} on the {_esc(task_split)} split. Task loss is per
+sequence over the two candidate tokens; target {fmt(target)}. The circuit's loss is shaded green when the circuit
+alone meets the target (sufficiency). Hover a column header for its meaning.</p>
 {_tasks_section(names, evals, circuits, target)}
 <h2 id="circuits">Circuits</h2>
 {LEGEND}
@@ -421,7 +421,7 @@ def write_report(workdir: str, *, run: Any = None, node_info: Mapping[str, NodeI
     """
     cfg = artifacts.read_json(os.path.join(workdir, "config.json")) or {}
     curves = artifacts.read_metrics(os.path.join(workdir, "metrics.jsonl"))
-    task_step, evals = artifacts.read_tasks(os.path.join(workdir, "tasks.json"))
+    task_step, task_split, evals = artifacts.read_tasks(os.path.join(workdir, "tasks.json"))
     circuits = artifacts.read_circuits(os.path.join(workdir, "circuits"))
 
     if run is None:
@@ -446,7 +446,8 @@ def write_report(workdir: str, *, run: Any = None, node_info: Mapping[str, NodeI
             node_info = node_info_lib.compute(run.params, run.cfg.model, run.tokenizer, tokens, nodes, top_k=top_k,
                                               means=_cached_means(workdir, run.step))
 
-    page = render_page(cfg=cfg, curves=curves, task_step=task_step, evals=evals, circuits=circuits, counts=counts,
+    page = render_page(cfg=cfg, curves=curves, task_step=task_step, task_split=task_split, evals=evals,
+                       circuits=circuits, counts=counts,
                        node_info=node_info, workdir=workdir, step=run.step if run is not None else task_step)
     out_dir = os.path.join(workdir, "report")
     os.makedirs(out_dir, exist_ok=True)
