@@ -91,8 +91,8 @@ def _circuit(task, nodes, edges, loss):
               "mlp.post_act->resid_delta": 0, "attn.act_in->q": 0, "attn.act_in->k": 0, "attn.act_in->v": 0}
     return {"task": task, "status": "ok", "target_loss": 0.15, "ablation": "mean",
             "unpruned_loss": {"train": 0.03, "test": 0.0412},
-            "circuit_loss": {"train": loss + 0.01, "test": loss + 0.02, "train_calibrated": loss - 0.01,
-                             "test_calibrated": loss},
+            "circuit_loss": {"train": loss - 0.01, "test": loss, "train_calibrated": loss - 0.03,
+                             "test_calibrated": loss - 0.02},
             "nodes": nodes, "n_nodes": sum(len(v) for v in nodes.values()), "edges": edges, "n_edges": counts,
             "checkpoint_step": 20,
             "validation": {"sufficiency": {"loss": loss, "meets_target": loss <= 0.15},
@@ -177,7 +177,7 @@ def test_task_table_shows_the_artifacts_numbers(report):
     for task in ("quote", "brackets"):
         c = report.circuits[task]
         expect = {"n_nodes": c["n_nodes"], "n_edges": c["n_edges"]["total"],
-                  "circuit_loss": c["circuit_loss"]["test_calibrated"], "circuit_loss_uncal": c["circuit_loss"]["test"],
+                  "circuit_loss": c["circuit_loss"]["test"], "circuit_loss_cal": c["circuit_loss"]["test_calibrated"],
                   "necessity_loss": c["validation"]["necessity"]["loss"],
                   "necessity_increase": c["validation"]["necessity"]["increase"],
                   "random_mean": c["validation"]["random_controls"]["mean"],

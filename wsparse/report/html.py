@@ -51,9 +51,9 @@ COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("n", "pairs", "test pairs evaluated"),
     ("n_nodes", "nodes", "kept nodes"),
     ("n_edges", "edges", "nonzero weights between kept nodes: the circuit size"),
-    ("circuit_loss", "loss", "test loss of the circuit alone (everything else ablated), after the logit "
-                             "calibration; green when it meets the target (sufficiency)"),
-    ("circuit_loss_uncal", "uncal.", "the same before the scale-and-shift calibration"),
+    ("circuit_loss", "loss", "test loss of the circuit alone (everything else ablated); green when it meets the "
+                             "target (sufficiency)"),
+    ("circuit_loss_cal", "calib.", "the same after the scale-and-shift calibration of the logits"),
     ("necessity_loss", "loss", "inverse pruning: the full model's test loss with only the circuit ablated"),
     ("necessity_increase", "Δ", "inverse pruning: increase over the unpruned test loss"),
     ("random_mean", "mean loss", "mean test loss of random circuits with the same node count per location"),
@@ -79,8 +79,8 @@ def task_values(task_eval: Mapping[str, Any] | None, c: Mapping[str, Any] | None
         v |= {
             "n_nodes": c.get("n_nodes"),
             "n_edges": n_edges_total(c),
-            "circuit_loss": _get(c, "circuit_loss.test_calibrated"),
-            "circuit_loss_uncal": _get(c, "circuit_loss.test"),
+            "circuit_loss": _get(c, "circuit_loss.test"),
+            "circuit_loss_cal": _get(c, "circuit_loss.test_calibrated"),
             "sufficient": _get(c, "validation.sufficiency.meets_target"),
             "necessity_loss": _get(c, "validation.necessity.loss"),
             "necessity_increase": _get(c, "validation.necessity.increase"),
@@ -211,7 +211,7 @@ def _circuit_section(task: str, c: Mapping[str, Any], n_layer: int, d_head: int 
     target = c.get("target_loss")
     summary = (f'<p class="stats"><b>{fmt(v["n_nodes"])}</b> nodes, <b>{fmt(v["n_edges"])}</b> edges'
                f'{f" ({_esc(types)})" if types else ""}. Circuit test loss <b>{fmt(v["circuit_loss"])}</b> '
-               f'(uncalibrated {fmt(v["circuit_loss_uncal"])}), target {fmt(target)}; unpruned '
+               f'(calibrated {fmt(v["circuit_loss_cal"])}), target {fmt(target)}; unpruned '
                f'{fmt(_get(c, "unpruned_loss.test"))}; ablation: '
                f'{_esc(c.get("ablation", "mean"))}.</p>')
     svg = circuit_svg.render(c.get("nodes", {}), c.get("edges", []), n_layer, node_info=node_info, d_head=d_head,
@@ -365,7 +365,7 @@ def render_page(*, cfg: Mapping[str, Any], curves: artifacts.Curves, task_step: 
 <h2 id="tasks">Tasks</h2>
 <p class="sub">Unpruned evaluation at step {fmt(task_step)} on the {_esc(task_split)} split. Task loss is per
 sequence over the two candidate tokens; target {fmt(target)}. The circuit's loss is shaded green when the circuit
-alone meets the target (sufficiency). Hover a column header for its meaning.</p>
+alone meets the target (sufficiency), red when it does not. Hover a column header for its meaning.</p>
 {_tasks_section(names, evals, circuits, target)}
 <h2 id="circuits">Circuits</h2>
 {LEGEND}
