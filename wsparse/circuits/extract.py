@@ -100,6 +100,9 @@ def _hyper(cfg: PruneConfig) -> dict[str, Any]:
 
 
 def _py(v: Any) -> Any:
+    """numpy scalar -> Python, float32 printed the way it was configured (1e-4, not 9.9999997e-05)."""
+    if isinstance(v, np.floating):
+        return float(f"{float(v):.7g}")
     return v.item() if hasattr(v, "item") else v
 
 
@@ -121,7 +124,8 @@ def prune_task(run: Any, task_name: str, cfg: PruneConfig, stats: NodeStats,
     train = tasks.encode(task, run.tokenizer, "train", cfg.n_train_pairs, n_ctx, seed=cfg.seed)
     test = tasks.encode(task, run.tokenizer, "test", cfg.n_test_pairs, n_ctx, seed=cfg.seed)
     record, rows = extract(run.params, run.cfg.model, cfg, stats, train, test, task=task_name, progress=progress)
-    record |= {"checkpoint_step": int(run.step), "tokenizer_sha256": tokenizer_sha256(run.workdir),
+    sha = getattr(run, "tokenizer_sha256", None) or tokenizer_sha256(run.workdir)
+    record |= {"checkpoint_step": int(run.step), "tokenizer_sha256": sha,
                "prune_config": C.to_dict(cfg), "means_tokens": stats.n_tokens}
     write(record, rows, os.path.join(run.workdir, "circuits", task_name))
     return record

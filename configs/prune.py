@@ -1,0 +1,30 @@
+"""Pruning configs (PruneConfig fields only): `--config=configs/prune.py[:variant]`, overrides `--config.k_coef=...`.
+
+Variants:
+  ""        the default budget: one vmapped sweep of 8 settings (k_coef 3e-5..1e-3 x lr 3e-3, 1e-2), 1000 steps
+  single    the paper's search centre alone (k_coef 1e-4, lr 3e-3), 1000 steps
+  fast      one setting, 300 steps, fewer pairs and controls: a smoke test of the whole pipeline
+  sweep     a larger sweep: 4 k_coef x 3 lr x 2 seeds = 24 settings, 2000 steps
+  zero, resample   the default with another ablation mode (PAPER.md section 5's criticism to test against)
+"""
+
+import ml_collections
+
+from wsparse import config as C
+
+
+def get_config(arg: str = "") -> ml_collections.ConfigDict:
+    c = ml_collections.ConfigDict(C.to_dict(C.PruneConfig()))
+    for variant in [a for a in arg.split(",") if a]:
+        if variant == "single":
+            c.update(sweep_k_coef=(), sweep_lr=(), k_coef=1e-4, lr=3e-3)
+        elif variant == "fast":
+            c.update(sweep_k_coef=(), sweep_lr=(), steps=300, n_train_pairs=512, n_test_pairs=256,
+                     means_tokens=16384, n_random_controls=2)
+        elif variant == "sweep":
+            c.update(sweep_k_coef=(3e-5, 1e-4, 3e-4, 1e-3), sweep_lr=(1e-3, 3e-3, 1e-2), sweep_seeds=2, steps=2000)
+        elif variant in ("zero", "resample"):
+            c.ablation = variant
+        else:
+            raise ValueError(f"configs/prune.py: unknown variant {variant!r}; use single, fast, sweep, zero, resample")
+    return c
