@@ -265,7 +265,7 @@ def test_node_info_matches_a_direct_capture():
     rng = np.random.default_rng(0)
     tokens = rng.integers(0, TINY.vocab_size, size=(2, 3, TINY.n_ctx)).astype(np.int32)
     names = ["0.attn.q:4", "1.mlp.post_act:17", "1.mlp.post_act:3", "0.attn.resid_delta:0"]
-    tok = types.SimpleNamespace(decode=lambda ids, skip_special_tokens=False: "".join(chr(65 + i % 26) for i in ids))
+    tok = types.SimpleNamespace(decode=lambda ids, skip_special_tokens=False: "".join(f"<{i}>" for i in ids))
     info = NI.compute(params, TINY, tok, tokens, names, top_k=3, context=4)
 
     @jax.jit
@@ -295,3 +295,14 @@ def test_node_info_matches_a_direct_capture():
         s, t = divmod(int(best[0]), TINY.n_ctx)
         assert ni.top[0].token == tok.decode([int(flat_tokens[s, t])])
         assert ni.top[0].prefix == tok.decode([int(i) for i in flat_tokens[s, max(0, t - 4):t]])
+
+
+def test_node_info_shows_distinct_contexts_when_windows_repeat():
+    """A small validation split tiles its windows; the same context must not fill the tooltip."""
+    acts = np.array([[[3.0], [1.0]], [[3.0], [1.0]], [[-2.0], [0.5]]], np.float32)  # [S=3, T=2, 1 node]
+    tokens = np.array([[1, 2], [1, 2], [3, 4]])
+    info = NI.summarize({"0.mlp.post_act": acts}, {"0.mlp.post_act": [7]}, tokens, lambda ids: "".join(map(str, ids)),
+                        top_k=3, context=1)
+    node = info["0.mlp.post_act:7"]
+    assert [(c.prefix, c.token, c.value) for c in node.top] == [("", "1", 3.0), ("", "3", -2.0), ("1", "2", 1.0)]
+    assert node.mean == pytest.approx(acts.mean())

@@ -27,7 +27,7 @@ class Context:
 class NodeInfo:
     name: str  # "3.mlp.post_act:17"
     mean: float  # over every validation position
-    top: tuple[Context, ...]  # ranked by |activation|, largest first
+    top: tuple[Context, ...]  # distinct contexts ranked by |activation|, largest first
 
     def to_json(self) -> dict[str, Any]:
         return {"name": self.name, "mean": self.mean,
@@ -93,14 +93,21 @@ def summarize(acts: dict[str, np.ndarray], wanted: dict[str, list[int]], tokens_
         a = acts[loc].reshape(S * T, len(indices))
         for j, ch in enumerate(indices):
             col = a[:, j]
-            k = min(top_k, col.size)
-            best = np.argpartition(-np.abs(col), k - 1)[:k] if k else np.zeros(0, int)
+            # A small validation split repeats windows: look further down the ranking for distinct contexts.
+            pool = min(col.size, 20 * top_k)
+            best = np.argpartition(-np.abs(col), pool - 1)[:pool] if pool else np.zeros(0, int)
             best = best[np.argsort(-np.abs(col[best]), kind="stable")]
-            ctxs = []
+            ctxs: list[Context] = []
+            seen: set[tuple[str, str]] = set()
             for flat in best:
                 s, t = divmod(int(flat), T)
                 prefix = decode([int(x) for x in tokens_ST[s, max(0, t - context):t]])
-                ctxs.append(Context(prefix=prefix, token=decode([int(tokens_ST[s, t])]), value=float(col[flat])))
+                token = decode([int(tokens_ST[s, t])])
+                if (prefix, token) not in seen:
+                    seen.add((prefix, token))
+                    ctxs.append(Context(prefix=prefix, token=token, value=float(col[flat])))
+                if len(ctxs) == top_k:
+                    break
             mean = float(means[loc][ch]) if means is not None and loc in means else float(col.mean())
             out[f"{loc}:{ch}"] = NodeInfo(name=f"{loc}:{ch}", mean=mean, top=tuple(ctxs))
     return out
