@@ -3,7 +3,6 @@ user registration and evaluation on a tiny model."""
 
 import ast
 import dataclasses
-import os
 import random
 
 import jax
@@ -149,8 +148,8 @@ def test_contrast_loss_matches_formula():
         c, w = logits[i, batch.last[i], batch.correct[i]], logits[i, batch.last[i], batch.wrong[i]]
         want.append(-np.log(np.exp(c) / (np.exp(c) + np.exp(w))))
         right.append(c > w)
-    pair_sum = want[0] + want[2]  # positives 0, 1 and their negatives 2, 3: per sequence = pair sum / 2, averaged
-    assert float(loss) == pytest.approx((pair_sum + want[1] + want[3]) / 4, rel=1e-5)
+    # rows 0, 1 are positives and 2, 3 their negatives: per sequence = the mean over pairs of (pair sum / 2)
+    assert float(loss) == pytest.approx(((want[0] + want[2]) / 2 + (want[1] + want[3]) / 2) / 2, rel=1e-5)
     assert float(acc) == pytest.approx(np.mean(right))
     per_seq, correct = tasks.contrast_loss_per_seq(jnp.asarray(logits), batch)
     np.testing.assert_allclose(per_seq, want, rtol=1e-5)
@@ -216,8 +215,3 @@ def test_show_pair_marks_token_boundaries(tokenizer):
     text = tasks.show_pair(tokenizer, p)
     assert "|" in text and "⏎" in text and "correct" in text
     assert text.replace("|", "").count("positive") == 1
-
-
-if os.environ.get("WSPARSE_TASKS_PRINT"):  # pragma: no cover - a manual look at the tasks
-    for n in tasks.PAPER_ORDER:
-        print(n, tasks.get(n).generate("test", 1)[0])

@@ -34,7 +34,7 @@ def encode_all(tokenizer: Tokenizer, names: Iterable[str], n_ctx: int, *, split:
 
 
 def evaluate_batches(params, model_cfg, batches: dict[str, TaskBatch], *, batch_size: int = 64,
-                     bucket: int = 32, forward: ForwardFn | None = None) -> dict[str, dict]:
+                     bucket: int = 16, forward: ForwardFn | None = None) -> dict[str, dict]:
     """Scores every sequence of every task; returns {task: {"loss", "accuracy", "n"}} with n counted in pairs.
 
     Sequences of all tasks are sorted by length and cut to the longest in each batch (rounded up to ``bucket``), so
