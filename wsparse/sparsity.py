@@ -1,0 +1,146 @@
+"""Weight sparsity (PAPER.md section 2): per-tensor magnitude top-k after every optimizer step, annealed from dense.
+
+The projection keeps exactly ``k = max(1, round(density * size))`` entries per sparse tensor (fewer nonzeros only if
+the tensor has fewer than ``k`` nonzero entries to begin with). Because the density changes every step while
+annealing, ``k`` is a traced value: the k-th largest magnitude is found by a bitwise bisection on the float's bit
+pattern (32 compare-and-count passes over the tensor, no sort, no recompilation), and ties at the threshold are
+broken by flat index (lowest index first). With ``min_alive_per_neuron = j``, each neuron first reserves its top-j
+entries along its fan-in (``c_attn``, ``c_fc``: per output column) or fan-out (both ``c_proj``: per input row);
+reserved entries count toward ``k`` and win over any unreserved one.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+from wsparse.config import SparsityConfig
+
+Params = dict[str, Any]
+FAMILIES = ("interior", "embed", "bias")
+_FAN_IN = ("c_attn", "c_fc")  # neuron = output column of our [in, out] weight
+_FAN_OUT = ("c_proj",)  # neuron = input row
+
+
+def _names(path: tuple) -> list[str]:
+    return [str(getattr(p, "key", getattr(p, "idx", p))) for p in path]
+
+
+def family_of(path: tuple) -> str | None:
+    names = _names(path)
+    if names[-1] == "b":
+        return "bias"
+    if names[:1] in (["wte"], ["lm_head"]) and names[-1] == "w":
+        return "embed"
+    if names[0] == "blocks" and names[-1] == "w" and names[-2] in _FAN_IN + _FAN_OUT:
+        return "interior"
+    return None
+
+
+def families(params: Params) -> Params:
+    """Same tree as ``params`` with leaves ``"interior" | "embed" | "bias" | None`` (None = dense).
+
+    Note that jax treats None as an empty subtree: map over it with ``is_leaf=lambda x: x is None``.
+    """
+    return jax.tree_util.tree_map_with_path(lambda path, _: family_of(path), params)
+
+
+def target_density(cfg: SparsityConfig, family: str | None) -> float:
+    if family is None or not cfg.enabled:
+        return 1.0
+    return {"interior": cfg.interior_density, "embed": cfg.embed_density, "bias": cfg.bias_density}[family]
+
+
+def density_at(step: Any, total_steps: int, cfg: SparsityConfig, family: str | None) -> Any:
+    """1 before ``anneal_start_frac``, linear to the target until ``anneal_end_frac``, the target after.
+
+    Returns a Python float for a host-side step and a float32 array for a traced one.
+    """
+    target = target_density(cfg, family)
+    start, end = cfg.anneal_start_frac * total_steps, cfg.anneal_end_frac * total_steps
+    s = jnp.asarray(step, jnp.float32)
+    progress = jnp.clip((s - start) / max(end - start, 1e-9), 0.0, 1.0) if end > start else (s >= end) * 1.0
+    d = 1.0 + (target - 1.0) * progress
+    return d if isinstance(step, jax.Array) else float(d)
+
+
+def keep_count(density: Any, size: int) -> jax.Array:
+    """k = max(1, round(density * size)): the exact number of entries a tensor of ``size`` keeps."""
+    return jnp.clip(jnp.round(jnp.asarray(density, jnp.float32) * size), 1, size).astype(jnp.int32)
+
+
+def _reserve(absw: jax.Array, j: int, axis: int) -> jax.Array:
+    """Top-j entries of each line along ``axis`` (j argmax passes: cheaper than lax.top_k on CPU; first index wins)."""
+    if j >= absw.shape[axis]:
+        return jnp.ones(absw.shape, bool)
+    iota = jax.lax.broadcasted_iota(jnp.int32, absw.shape, axis)
+    reserved = jnp.zeros(absw.shape, bool)
+    cur = absw
+    for _ in range(j):
+        hit = iota == jnp.argmax(cur, axis=axis, keepdims=True)
+        reserved = reserved | hit
+        cur = jnp.where(hit, -1.0, cur)
+    return reserved
+
+
+def _top_k_mask(key: jax.Array, k: jax.Array) -> jax.Array:
+    """Exactly ``k`` largest of a flat uint32 ``key``, ties broken by lowest index."""
+
+    def try_bit(i: jax.Array, t: jax.Array) -> jax.Array:
+        cand = t | jnp.left_shift(jnp.uint32(1), (31 - i).astype(jnp.uint32))
+        return jnp.where(jnp.sum(key >= cand, dtype=jnp.int32) >= k, cand, t)
+
+    t = jax.lax.fori_loop(0, 32, try_bit, jnp.uint32(0))  # the largest t with count(key >= t) >= k
+    above, tie = key > t, key == t
+    m = k - jnp.sum(above, dtype=jnp.int32)  # how many of the tied entries to keep
+    return jax.lax.cond(
+        jnp.sum(tie, dtype=jnp.int32) == m,
+        lambda: above | tie,  # the usual case: no ties to break
+        lambda: above | (tie & (jnp.cumsum(tie, dtype=jnp.int32) <= m)),
+    )
+
+
+def project_tensor(w: jax.Array, k: jax.Array, min_alive: int = 0, neuron_axis: int | None = None) -> jax.Array:
+    """Keeps exactly ``k`` entries of ``w`` by magnitude; with ``min_alive`` each line along ``neuron_axis``
+    (the axis a neuron's weights run along) reserves its top ``min_alive`` first."""
+    absw = jnp.abs(w.astype(jnp.float32))
+    key = jax.lax.bitcast_convert_type(absw, jnp.uint32)  # sign bit clear: orders like |w|
+    if min_alive > 0 and neuron_axis is not None:
+        key = key | (_reserve(absw, min_alive, neuron_axis).astype(jnp.uint32) << 31)
+    keep = _top_k_mask(key.ravel(), k).reshape(w.shape)
+    return jnp.where(keep, w, jnp.zeros_like(w))
+
+
+def _neuron_axis(path: tuple) -> int | None:
+    layer = _names(path)[-2]
+    return 0 if layer in _FAN_IN else 1 if layer in _FAN_OUT else None
+
+
+def project(params: Params, step: Any, total_steps: int, cfg: SparsityConfig) -> Params:
+    """Magnitude top-k of every sparse tensor at the step's density; dense leaves pass through."""
+    if not cfg.enabled:
+        return params
+
+    def one(path: tuple, w: jax.Array) -> jax.Array:
+        family = family_of(path)
+        if family is None:
+            return w
+        k = keep_count(density_at(jnp.asarray(step), total_steps, cfg, family), w.size)
+        axis = _neuron_axis(path) if family == "interior" else None
+        return project_tensor(w, k, cfg.min_alive_per_neuron, axis)
+
+    return jax.tree_util.tree_map_with_path(one, params)
+
+
+def nonzero_counts(params: Params) -> dict[str, tuple[jax.Array, int]]:
+    """family -> (number of nonzeros, number of entries), for logging the realised density."""
+    out: dict[str, tuple[jax.Array, int]] = {}
+    for path, w in jax.tree_util.tree_leaves_with_path(params):
+        family = family_of(path)
+        if family is None:
+            continue
+        nnz, size = out.get(family, (jnp.int32(0), 0))
+        out[family] = (nnz + jnp.count_nonzero(w).astype(jnp.int32), size + int(w.size))
+    return out
