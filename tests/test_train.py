@@ -1,0 +1,161 @@
+"""The training loop: run directory, resume exactness, preemption, divergence, mismatches, multi-device."""
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import wsparse
+from configs import tiny
+from wsparse import config as config_lib
+from wsparse import train
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def tiny_config(cache_dir, **overrides):
+    cd = tiny.get_config()
+    cd.data.cache_dir = str(cache_dir)
+    for key, value in overrides.items():
+        section, name = key.split("__")
+        cd[section][name] = value
+    return config_lib.from_configdict(cd)
+
+
+@pytest.fixture(scope="module")
+def cache_dir(tmp_path_factory):
+    return tmp_path_factory.mktemp("data_cache")
+
+
+@pytest.fixture(scope="module")
+def full_run(tmp_path_factory, cache_dir):
+    """One uninterrupted 20-step run that several tests read."""
+    workdir = tmp_path_factory.mktemp("full")
+    result = train.train(tiny_config(cache_dir), str(workdir), progress=False, log=lambda s: None)
+    return workdir, result
+
+
+def test_run_directory_contents(full_run):
+    workdir, result = full_run
+    for name in ("config.json", "tokenizer.json", "data.json", "metrics.jsonl", "checkpoints", "tb"):
+        assert (workdir / name).exists(), name
+    rows = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
+    train_rows = [r for r in rows if "loss" in r]
+    assert [r["step"] for r in train_rows] == [5, 10, 15, 20]
+    for r in train_rows:
+        assert math.isfinite(r["loss"]) and r["tokens_per_s"] > 0 and "grad_rms" in r and "lr" in r
+        assert 0 < r["density/interior"] <= 1
+    assert [r["step"] for r in rows if "eval_loss" in r] == [10, 20]
+    assert sorted(int(d) for d in os.listdir(workdir / "checkpoints") if d.isdigit()) == [10, 20]
+    # The untrained model is near uniform (ln 2048 = 7.62); 20 steps must already lower the loss.
+    assert train_rows[-1]["loss"] < train_rows[0]["loss"] < 7.7
+
+
+def test_load_run(full_run):
+    workdir, result = full_run
+    run = wsparse.load_run(str(workdir))
+    assert run.step == 20 and run.cfg.name == "tiny"
+    np.testing.assert_array_equal(run.params["wte"]["w"], result.state.params["wte"]["w"])
+    assert run.tokenizer.get_vocab_size() == 2048
+    early = wsparse.load_run(str(workdir), step=10)
+    assert early.step == 10
+    with pytest.raises(Exception, match="no checkpoint for step 7"):
+        wsparse.load_run(str(workdir), step=7)
+
+
+def test_resume_is_bitwise_identical(full_run, tmp_path, cache_dir):
+    _, full = full_run
+    cfg = tiny_config(cache_dir)
+    first = train.train(cfg, str(tmp_path), progress=False, log=lambda s: None, max_steps=10)
+    assert int(first.state.step) == 10
+    resumed = train.train(cfg, str(tmp_path), progress=False, log=lambda s: None)
+    assert resumed.resumed_from == 10 and int(resumed.state.step) == 20
+    for a, b in zip(jax.tree.leaves(full.state.params), jax.tree.leaves(resumed.state.params)):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+def test_sigterm_saves_and_exits_cleanly(tmp_path, cache_dir, monkeypatch):
+    from wsparse.data import pipeline
+
+    real = pipeline.train_iterator
+
+    class SignalAtStep:
+        def __init__(self, it):
+            self.it, self.n = it, 0
+
+        def __next__(self):
+            self.n += 1
+            if self.n == 7:
+                os.kill(os.getpid(), signal.SIGTERM)
+            return next(self.it)
+
+        def __getattr__(self, name):
+            return getattr(self.it, name)
+
+    monkeypatch.setattr(pipeline, "train_iterator", lambda *a, **k: SignalAtStep(real(*a, **k)))
+    messages = []
+    result = train.train(tiny_config(cache_dir), str(tmp_path), progress=False, log=messages.append)
+    assert result.stopped_early and int(result.state.step) == 7
+    assert any("interrupted" in m for m in messages)
+    assert wsparse.load_run(str(tmp_path)).step == 7
+
+
+def test_non_finite_loss_stops_with_step_and_keeps_checkpoint(tmp_path, cache_dir):
+    cfg = tiny_config(cache_dir, optim__lr=1e30, optim__grad_rms_mode="none", train__checkpoint_every=1)
+    with pytest.raises(train.TrainingDiverged, match=r"at step \d+") as err:
+        train.train(cfg, str(tmp_path), progress=False, log=lambda s: None)
+    bad_step = int(str(err.value).split("at step ")[1].split(";")[0])
+    assert wsparse.load_run(str(tmp_path)).step == bad_step - 1
+
+
+def test_workdir_of_another_config_is_refused(full_run, cache_dir):
+    workdir, _ = full_run
+    with pytest.raises(train.RunMismatch, match="model.d_model"):
+        train.train(tiny_config(cache_dir, model__d_model=48), str(workdir), progress=False, log=lambda s: None)
+
+
+def test_load_run_on_a_plain_directory(tmp_path):
+    with pytest.raises(FileNotFoundError, match="config.json is missing"):
+        wsparse.load_run(str(tmp_path))
+
+
+_MULTI_DEVICE_SCRIPT = textwrap.dedent("""
+    import os, sys
+    os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=4"
+    os.environ["JAX_PLATFORMS"] = "cpu"
+    sys.path.insert(0, {repo!r})
+    import jax, numpy as np
+    from configs import tiny
+    from wsparse import config as config_lib, optim, parallel, train
+    cfg = config_lib.from_configdict(tiny.get_config())
+    optimizer = optim.make_optimizer(cfg)
+    step = jax.jit(train.make_train_step(cfg, optimizer))
+    batch = np.random.default_rng(0).integers(0, 2048, (8, cfg.model.n_ctx + 1)).astype(np.int32)
+    for n in (1, 4):
+        mesh = parallel.make_mesh(n)
+        assert mesh.devices.size == n
+        state = parallel.replicate(jax.jit(lambda k: train.init_state(cfg, k, optimizer))(jax.random.key(0)), mesh)
+        losses = []
+        for _ in range(3):
+            state, m = step(state, parallel.global_batch(batch, mesh))
+            losses.append(float(m["loss"]))
+        print("LOSSES", n, *losses)
+""")
+
+
+def test_same_loss_on_one_and_four_devices():
+    out = subprocess.run([sys.executable, "-c", _MULTI_DEVICE_SCRIPT.format(repo=REPO)],
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    losses = {int(line.split()[1]): np.array([float(x) for x in line.split()[2:]])
+              for line in out.stdout.splitlines() if line.startswith("LOSSES")}
+    np.testing.assert_allclose(losses[1], losses[4], rtol=1e-5)
+    assert losses[1][2] < losses[1][0]

@@ -1,0 +1,65 @@
+"""Device mesh, shardings and multi-host start-up.
+
+One ``Mesh`` with a ``data`` axis: the batch is sharded along it, parameters and optimizer state are replicated.
+The same code runs on one CPU, one GPU, N fake CPU devices (``--xla_force_host_platform_device_count``) or a
+multi-host pod, where each process feeds its own slice of the global batch.
+"""
+
+from __future__ import annotations
+
+import jax
+import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+
+from wsparse.config import DistributedConfig
+
+DATA_AXIS = "data"
+
+
+def initialize(cfg: DistributedConfig) -> None:
+    """Starts jax.distributed when configured; must run before any other JAX call."""
+    if not cfg.enabled:
+        return
+    # CPU processes need a collectives backend to talk to each other (local multi-process runs, CPU clusters).
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    jax.distributed.initialize(
+        coordinator_address=cfg.coordinator_address,
+        num_processes=cfg.num_processes,
+        process_id=cfg.process_id,
+    )
+
+
+def make_mesh(n_data: int = -1) -> Mesh:
+    """A 1-D mesh over ``n_data`` devices (all of them for -1), ordered so each host's devices are contiguous."""
+    devices = jax.devices()
+    n = len(devices) if n_data == -1 else n_data
+    if not 1 <= n <= len(devices):
+        raise ValueError(f"train.mesh_data={n_data}: this process sees {len(devices)} device(s)")
+    return Mesh(np.array(devices[:n]), (DATA_AXIS,))
+
+
+def replicated(mesh: Mesh) -> NamedSharding:
+    return NamedSharding(mesh, P())
+
+
+def batch_sharded(mesh: Mesh) -> NamedSharding:
+    return NamedSharding(mesh, P(DATA_AXIS))
+
+
+def check_batch_size(global_batch: int, mesh: Mesh) -> None:
+    n = mesh.devices.size
+    if global_batch % n or global_batch % jax.process_count():
+        raise ValueError(
+            f"train.batch_size={global_batch} must be divisible by the {n} device(s) on the data axis "
+            f"and the {jax.process_count()} process(es)")
+
+
+def global_batch(local_batch: np.ndarray, mesh: Mesh) -> jax.Array:
+    """Assembles this process's rows into the global batch array sharded over the data axis."""
+    return jax.make_array_from_process_local_data(batch_sharded(mesh), local_batch)
+
+
+def replicate(tree, mesh: Mesh):
+    """Places a host pytree on every device of the mesh (identical on every process)."""
+    sharding = replicated(mesh)
+    return jax.tree.map(lambda x: jax.device_put(x, sharding), tree)
