@@ -11,7 +11,7 @@ reserved entries count toward ``k`` and win over any unreserved one.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
@@ -85,21 +85,32 @@ def _reserve(absw: jax.Array, j: int, axis: int) -> jax.Array:
     return reserved
 
 
-def _top_k_mask(key: jax.Array, k: jax.Array) -> jax.Array:
-    """Exactly ``k`` largest of a flat uint32 ``key``, ties broken by lowest index."""
+def _largest_threshold(count_at_least: Callable[[jax.Array], jax.Array], n_bits: int, dtype: Any) -> jax.Array:
+    """The largest t (built bit by bit from the top) with count_at_least(t) true: one counting pass per bit."""
 
     def try_bit(i: jax.Array, t: jax.Array) -> jax.Array:
-        cand = t | jnp.left_shift(jnp.uint32(1), (31 - i).astype(jnp.uint32))
-        return jnp.where(jnp.sum(key >= cand, dtype=jnp.int32) >= k, cand, t)
+        cand = t | jnp.left_shift(jnp.ones((), dtype), (n_bits - 1 - i).astype(dtype))
+        return jnp.where(count_at_least(cand), cand, t)
 
-    t = jax.lax.fori_loop(0, 32, try_bit, jnp.uint32(0))  # the largest t with count(key >= t) >= k
+    return jax.lax.fori_loop(0, n_bits, try_bit, jnp.zeros((), dtype))
+
+
+def _top_k_mask(key: jax.Array, k: jax.Array) -> jax.Array:
+    """Exactly ``k`` largest of a flat uint32 ``key``, ties broken by lowest index."""
+    t = _largest_threshold(lambda c: jnp.sum(key >= c, dtype=jnp.int32) >= k, 32, jnp.uint32)
     above, tie = key > t, key == t
     m = k - jnp.sum(above, dtype=jnp.int32)  # how many of the tied entries to keep
-    return jax.lax.cond(
-        jnp.sum(tie, dtype=jnp.int32) == m,
-        lambda: above | tie,  # the usual case: no ties to break
-        lambda: above | (tie & (jnp.cumsum(tie, dtype=jnp.int32) <= m)),
-    )
+
+    def first_m_ties() -> jax.Array:
+        # The tied entries with index < stop, stop found by the same bisection over index bits (reversed: the
+        # largest r = size - stop with count(tie & index < size - r) >= m). Cheaper to compile than a cumsum.
+        index = jnp.arange(key.size, dtype=jnp.int32)
+        n_bits = max(1, int(key.size).bit_length())
+        r = _largest_threshold(lambda c: jnp.sum(tie & (index < key.size - c), dtype=jnp.int32) >= m,
+                               n_bits, jnp.int32)
+        return above | (tie & (index < key.size - r))
+
+    return jax.lax.cond(jnp.sum(tie, dtype=jnp.int32) == m, lambda: above | tie, first_m_ties)
 
 
 def project_tensor(w: jax.Array, k: jax.Array, min_alive: int = 0, neuron_axis: int | None = None) -> jax.Array:
