@@ -95,9 +95,17 @@ def _largest_threshold(count_at_least: Callable[[jax.Array], jax.Array], n_bits:
     return jax.lax.fori_loop(0, n_bits, try_bit, jnp.zeros((), dtype))
 
 
+def _count(mask: jax.Array) -> jax.Array:
+    """Number of True entries. Summing bf16 0/1 into float32 vectorises about 2x better on CPU than an int32 count
+    and is exact below 2^24 entries."""
+    if mask.size < 2**24:
+        return jnp.sum(mask.astype(jnp.bfloat16), dtype=jnp.float32).astype(jnp.int32)
+    return jnp.sum(mask, dtype=jnp.int32)
+
+
 def _top_k_mask(key: jax.Array, k: jax.Array) -> jax.Array:
     """Exactly ``k`` largest of a flat uint32 ``key``, ties broken by lowest index."""
-    t = _largest_threshold(lambda c: jnp.sum(key >= c, dtype=jnp.int32) >= k, 32, jnp.uint32)
+    t = _largest_threshold(lambda c: _count(key >= c) >= k, 32, jnp.uint32)
     above, tie = key > t, key == t
     m = k - jnp.sum(above, dtype=jnp.int32)  # how many of the tied entries to keep
 
