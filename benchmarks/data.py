@@ -52,13 +52,10 @@ def main() -> None:
     print(f"pipeline: {args.batches / dt:.0f} batches/s (batch {cfg.train.batch_size} x {cfg.model.n_ctx + 1})")
 
     # --- demo train step (consumer) --------------------------------------------------------------------------------
-    try:
-        from wsparse import train
-    except ImportError:
-        train = None
-    bench = getattr(train, "benchmark_steps_per_second", None)
-    rate = f"{bench(cfg):.1f} steps/s" if bench else "n/a (train step not built yet)"
-    print(f"demo train step: {rate}")
+    from wsparse import train
+
+    steps_per_s = train.measure_step_rate(cfg)
+    print(f"demo train step: {steps_per_s:.1f} steps/s -> pipeline headroom {args.batches / dt / steps_per_s:.0f}x")
 
 
 if __name__ == "__main__":

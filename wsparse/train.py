@@ -154,7 +154,9 @@ def load_run(workdir: str, step: int | None = None) -> Run:
                                     "(made by `python -m experiments.train`)?")
     cfg = config_lib.load(cfg_path)
     optimizer = optim.make_optimizer(cfg)
-    abstract = jax.eval_shape(lambda k: init_state(cfg, k, optimizer), jax.random.key(0))
+    # An explicit target sharding lets a run trained on a pod be loaded on one laptop CPU, and vice versa.
+    abstract = ckpt_lib.abstract_like(jax.eval_shape(lambda k: init_state(cfg, k, optimizer), jax.random.key(0)),
+                                      sharding=parallel.replicated(parallel.make_mesh()))
     checkpointer = ckpt_lib.Checkpointer(os.path.join(workdir, "checkpoints"), keep=cfg.train.keep_checkpoints)
     step, state, extra = checkpointer.restore(abstract, step)
     checkpointer.close()
