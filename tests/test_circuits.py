@@ -121,7 +121,7 @@ def test_same_seed_same_masks_and_seed_matters(planted):
 @pytest.fixture(scope="module")
 def random_model():
     cfg = dataclasses.replace(CFG, vocab_size=16, n_layer=2, d_model=16, n_head=2, d_head=4, d_mlp=32, afrac=0.5,
-                              attn_sink=True, bigram_table=True)
+                              afrac_locations=("attn_q", "mlp_neuron"), attn_sink=True, bigram_table=True)
     params = M.init_params(cfg, jax.random.key(3))
     pre = np.random.default_rng(0).integers(0, 16, size=(2, 4, cfg.n_ctx))
     return cfg, params, means.compute(params, cfg, pre, n_bank=32), pre

@@ -42,7 +42,7 @@ def extract(params: Any, model_cfg: ModelConfig, cfg: PruneConfig, stats: NodeSt
     tau, logs = pr.train(settings, pairs_from_batch(train_batch), progress)
     k, m_units = pr.bisect(tau, test, cfg.target_loss)
     m_nodes = np.stack([pr.units_to_nodes(m) for m in m_units])
-    test_losses, train_losses = pr.loss(m_nodes, test), pr.loss(m_nodes, train)
+    test_losses = pr.loss(m_nodes, test)
     learned_on = np.stack([pr.units_to_nodes((t > 0).astype(np.float32)) for t in tau]).sum(1)
     tail = max(1, cfg.steps // 10)
     rows = []
@@ -52,7 +52,7 @@ def extract(params: Any, model_cfg: ModelConfig, cfg: PruneConfig, stats: NodeSt
             "setting": s, **{key: _py(v[s]) for key, v in settings.items()},
             "learned_nodes_on": int(learned_on[s]), "final_task_loss": float(logs["task_loss"][s, -tail:].mean()),
             "k_units": int(k[s]), "n_nodes": int(m_nodes[s].sum()), "n_edges": counts["total"],
-            "test_loss": float(test_losses[s]), "train_loss": float(train_losses[s]),
+            "test_loss": float(test_losses[s]),
             "meets_target": bool(test_losses[s] <= cfg.target_loss),
         })
     ok = [r for r in rows if r["meets_target"]] or rows
@@ -62,6 +62,7 @@ def extract(params: Any, model_cfg: ModelConfig, cfg: PruneConfig, stats: NodeSt
 
     d_train, d_test = pr.diffs(m[None], train)[0], pr.diffs(m[None], test)[0]
     a, b = calibrate(d_train, train.weight, cfg.calibration_steps)
+    best["train_loss"] = float(pair_loss(d_train, train.weight))
     edges, counts = graph.edges(host_params, pr.layout.split(m))
     attribution = None
     if cfg.attribution_baseline:

@@ -58,7 +58,7 @@ def pairs_from_batch(batch: Any, pad_to: int = 1) -> Pairs:
     after ``last`` cannot change the logits read there) and padded with weight-0 pairs to a multiple of ``pad_to``."""
     tokens = np.asarray(batch.tokens)
     n = tokens.shape[0] // 2
-    t = min(tokens.shape[1], -(-(int(np.max(batch.last)) + 1) // 32) * 32)  # buckets of 32: shared compiles
+    t = min(tokens.shape[1], -(-(int(np.max(batch.last)) + 1) // 16) * 16)  # buckets of 16: shared compiles
     pair = lambda a: np.asarray(a).reshape(2, n, *np.asarray(a).shape[1:]).swapaxes(0, 1)
     fields = [pair(tokens[:, :t]), pair(batch.last), pair(batch.correct), pair(batch.wrong), np.ones(n, np.float32)]
     extra = (-n) % pad_to
@@ -121,13 +121,20 @@ class Pruner:
                       "bank": {n: jnp.asarray(stats.bank[n], jnp.float32) for n in names}}
         self.chunk = cfg.batch_pairs
 
-    # Jitted functions take the Pruner as a static argument: equal (model config, prune config) share compiled
-    # programs across Pruner instances (tasks, tests); params and statistics are always traced arguments.
+    # Jitted functions take the Pruner as a static argument: Pruners that agree on the model config and on the
+    # prune fields the traced code reads share compiled programs (across tasks, targets, tests); params and
+    # statistics are always traced arguments.
+    TRACED_FIELDS = ("ablation", "mask_param", "temp_schedule", "temp_start", "temp_end", "tie_qk", "b1", "b2",
+                     "warmup_frac", "grad_clip", "steps", "batch_pairs")
+
+    def _key(self) -> tuple:
+        return (self.model_cfg,) + tuple(getattr(self.cfg, f) for f in self.TRACED_FIELDS)
+
     def __hash__(self) -> int:
-        return hash((self.model_cfg, self.cfg))
+        return hash(self._key())
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, Pruner) and (self.model_cfg, self.cfg) == (other.model_cfg, other.cfg)
+        return isinstance(other, Pruner) and self._key() == other._key()
 
     # -- the masked model -------------------------------------------------------------------------------------------
 
