@@ -214,3 +214,15 @@ def test_bfloat16_compute_close_to_float32():
     chex.assert_type(out, jnp.float32)
     np.testing.assert_allclose(out, ref, atol=0.05)
     chex.assert_trees_all_equal_dtypes(p, jax.tree.map(lambda x: x.astype(jnp.float32), p))
+
+
+def test_logits_at_positions_equal_full_logits_there():
+    cfg = C.ModelConfig(vocab_size=64, n_ctx=12, n_layer=2, d_model=32, n_head=2, d_head=16, d_mlp=64,
+                      bigram_table=True, attn_sink=True)
+    params = M.init_params(cfg, jax.random.key(3))
+    tokens = jax.random.randint(jax.random.key(4), (3, 12), 0, 64)
+    positions = jnp.array([11, 0, 5])
+    full = M.forward(params, tokens, cfg)
+    at = M.forward(params, tokens, cfg, positions_B=positions)
+    chex.assert_shape(at, (3, 64))
+    np.testing.assert_allclose(at, full[jnp.arange(3), positions], rtol=1e-5, atol=1e-6)

@@ -184,8 +184,13 @@ def _identity(name: str, x: jax.Array) -> jax.Array:
     return x
 
 
-def forward(params: Params, tokens_BT: jax.Array, cfg: ModelConfig, *, node_fn: NodeFn | None = None) -> jax.Array:
-    """Pre-norm blocks ``x += attn(norm1(x)); x += mlp(norm2(x))``, final norm, untied unembedding (+ bigram row)."""
+def forward(params: Params, tokens_BT: jax.Array, cfg: ModelConfig, *, node_fn: NodeFn | None = None,
+            positions_B: jax.Array | None = None) -> jax.Array:
+    """Pre-norm blocks ``x += attn(norm1(x)); x += mlp(norm2(x))``, final norm, untied unembedding (+ bigram row).
+
+    Returns logits ``[B, T, V]``, or ``[B, V]`` at one position per sequence when ``positions_B`` is given: tasks and
+    pruning read only each sequence's last token, and the unembedding is a large share of a small model's work.
+    """
     node = node_fn or _identity
     dtype = jnp.dtype(cfg.dtype)
     T = tokens_BT.shape[1]
@@ -195,9 +200,13 @@ def forward(params: Params, tokens_BT: jax.Array, cfg: ModelConfig, *, node_fn: 
     for i, p in enumerate(params["blocks"]):
         x_BTD = x_BTD + _attn_block(p, x_BTD, i, cfg, node).astype(jnp.float32)
         x_BTD = x_BTD + _mlp_block(p, x_BTD, i, cfg, node).astype(jnp.float32)
+    last_tokens = tokens_BT
+    if positions_B is not None:
+        rows = jnp.arange(tokens_BT.shape[0])
+        x_BTD, last_tokens = x_BTD[rows, positions_B], tokens_BT[rows, positions_B]
     x_BTD = _rms_norm(x_BTD, params["ln_f"]["g"], cfg.rms_eps, dtype)
-    logits_BTV = jnp.einsum("btd,vd->btv", x_BTD, params["lm_head"]["w"].astype(dtype),
+    logits_BTV = jnp.einsum("...d,vd->...v", x_BTD, params["lm_head"]["w"].astype(dtype),
                             preferred_element_type=jnp.float32)
     if cfg.bigram_table:
-        logits_BTV = logits_BTV + params["bigram"]["table"][tokens_BT]
+        logits_BTV = logits_BTV + params["bigram"]["table"][last_tokens]
     return logits_BTV
