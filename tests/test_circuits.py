@@ -243,3 +243,15 @@ def test_random_masks_keep_counts_per_location(planted):
     for name in pr.layout.names:
         sl = pr.layout.slice(name)
         assert (r[:, sl].sum(1) == m[sl].sum()).all()
+
+
+def test_sigmoid_relaxation_tied_qk_zero_ablation_also_recover_planted_circuit(planted):
+    params, stats = planted
+    cfg = dataclasses.replace(PRUNE, mask_param="sigmoid", temp_schedule="geometric", temp_start=1.0, temp_end=0.05,
+                              tie_qk=True, ablation="zero")
+    pr = prune.Pruner(params, CFG, cfg, stats)
+    tau, _ = pr.train(prune.settings_grid(cfg), prune.pairs_from_batch(cue_batch(32, 0)))
+    assert tau.shape == (1, pr.layout.n_nodes - CFG.d_attn)
+    _, m_units = pr.bisect(tau, pr.pad(cue_batch(32, 1)), cfg.target_loss)
+    kept = {k: v for k, v in graph.kept_indices(pr.layout.split(pr.units_to_nodes(m_units[0]))).items() if v}
+    assert kept == PLANTED
