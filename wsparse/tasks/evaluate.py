@@ -13,19 +13,15 @@ from wsparse.tasks import registry
 from wsparse.tasks.encode import TaskBatch, encode
 from wsparse.tasks.loss import contrast_loss_per_seq
 
-ForwardFn = Callable[..., jax.Array]  # forward(params, tokens_BT, cfg) -> logits_BTV
-
-
 @functools.lru_cache(maxsize=8)
-def _scorer(forward: ForwardFn, model_cfg) -> Callable:
-    """One jitted (params, batch) -> (loss_B, correct_B) per (forward, config): repeated evaluations reuse it."""
-    return jax.jit(lambda params, batch: contrast_loss_per_seq(forward(params, batch.tokens, model_cfg), batch))
-
-
-def _default_forward() -> ForwardFn:
+def _scorer(model_cfg) -> Callable:
+    """One jitted (params, batch) -> (loss_B, correct_B) per model config: repeated evaluations reuse it."""
     from wsparse import model  # imported late: tasks must not need the model to generate or encode
 
-    return model.forward
+    def score(params, batch):
+        return contrast_loss_per_seq(model.forward(params, batch.tokens, model_cfg, positions_B=batch.last), batch)
+
+    return jax.jit(score)
 
 
 def encode_all(tokenizer: Tokenizer, names: Iterable[str], n_ctx: int, *, split: str = "test", n: int = 500,
@@ -34,14 +30,14 @@ def encode_all(tokenizer: Tokenizer, names: Iterable[str], n_ctx: int, *, split:
 
 
 def evaluate_batches(params, model_cfg, batches: dict[str, TaskBatch], *, batch_size: int = 64,
-                     bucket: int = 16, forward: ForwardFn | None = None) -> dict[str, dict]:
+                     bucket: int = 16) -> dict[str, dict]:
     """Scores every sequence of every task; returns {task: {"loss", "accuracy", "n"}} with n counted in pairs.
 
     Sequences of all tasks are sorted by length and cut to the longest in each batch (rounded up to ``bucket``), so
     short prompts do not pay for n_ctx; the batch size is fixed and there are at most n_ctx / bucket compilations.
     Padding on the right never changes a causal model's logits at the real positions.
     """
-    score = _scorer(forward or _default_forward(), model_cfg)
+    score = _scorer(model_cfg)
     owner = np.concatenate([np.full(len(b.last), i) for i, b in enumerate(batches.values())])
     cat = TaskBatch(*(np.concatenate(xs) for xs in zip(*batches.values())))
     order = np.argsort(cat.last, kind="stable")
@@ -63,11 +59,11 @@ def evaluate_batches(params, model_cfg, batches: dict[str, TaskBatch], *, batch_
 
 
 def evaluate(params, model_cfg, tokenizer: Tokenizer, names: Iterable[str] | None = None, *, split: str = "test",
-             n: int = 500, seed: int = 0, batch_size: int = 64, forward: ForwardFn | None = None) -> dict[str, dict]:
+             n: int = 500, seed: int = 0, batch_size: int = 64) -> dict[str, dict]:
     """Contrast loss (per sequence) and accuracy of the model on each task's ``split``; ``names`` default to all."""
     names = list(registry.names() if names is None else names)
     batches = encode_all(tokenizer, names, model_cfg.n_ctx, split=split, n=n, seed=seed)
-    return evaluate_batches(params, model_cfg, batches, batch_size=batch_size, forward=forward)
+    return evaluate_batches(params, model_cfg, batches, batch_size=batch_size)
 
 
 def format_table(results: dict[str, dict]) -> str:

@@ -10,9 +10,12 @@ def contrast_loss_per_seq(logits_BTV: jax.Array, batch) -> tuple[jax.Array, jax.
     """Per sequence: ``-log softmax([correct, wrong])[0]`` and whether correct's logit beats wrong's.
 
     ``batch`` is anything with ``last``, ``correct`` and ``wrong`` int arrays of shape [B] (a TaskBatch).
+    ``logits`` are either all positions [B, T, V] or already each sequence's last position [B, V]
+    (``model.forward(..., positions_B=batch.last)``, which skips the unembedding elsewhere).
     """
     rows = jnp.arange(logits_BTV.shape[0])
-    final_BV = logits_BTV[rows, batch.last].astype(jnp.float32)
+    final_BV = logits_BTV if logits_BTV.ndim == 2 else logits_BTV[rows, batch.last]
+    final_BV = final_BV.astype(jnp.float32)
     margin_B = final_BV[rows, batch.correct] - final_BV[rows, batch.wrong]
     return jax.nn.softplus(-margin_B), (margin_B > 0).astype(jnp.float32)
 
