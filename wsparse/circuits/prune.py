@@ -150,17 +150,19 @@ class Pruner:
         idx = jax.random.randint(key, shape_BT, 0, n_bank)  # one real position per (sequence, position): all nodes
         return {n: b[idx] for n, b in stats["bank"].items()}
 
-    def logits(self, params, stats, m_nodes: Array, tokens_BT: Array, key: Array, mode: str | None = None) -> Array:
+    def logits(self, params, stats, m_nodes: Array, tokens_BT: Array, key: Array, mode: str | None = None,
+               positions_B: Array | None = None) -> Array:
+        """The masked model's logits ``[B, T, V]``, or ``[B, V]`` at ``positions_B`` (all the task loss reads)."""
         ablate = self.ablation(stats, key, tokens_BT.shape, mode)
-        return M.forward(params, tokens_BT, self.model_cfg, node_fn=K.masked_node_fn(self.layout, m_nodes, ablate))
+        return M.forward(params, tokens_BT, self.model_cfg, node_fn=K.masked_node_fn(self.layout, m_nodes, ablate),
+                         positions_B=positions_B)
 
     def pair_diffs(self, params, stats, m_nodes: Array, pairs: Pairs, key: Array, mode: str | None = None) -> Array:
         """``[P, 2]`` logit[target] - logit[alt] at the last position (the positive's correct token is the target).
         ``m_nodes`` is ``[N]`` or per sequence ``[2P, N]`` in the flat order."""
         flat = flatten(pairs)
-        logits = self.logits(params, stats, m_nodes, flat.tokens, key, mode)
+        at = self.logits(params, stats, m_nodes, flat.tokens, key, mode, positions_B=flat.last)
         i = jnp.arange(flat.tokens.shape[0])
-        at = logits[i, flat.last]
         z = (at[i, flat.correct] - at[i, flat.wrong]).reshape(2, -1)  # correct - wrong
         return jnp.stack([z[0], -z[1]], axis=1)
 
@@ -215,8 +217,8 @@ class Pruner:
         def objective(tau, batch: Pairs, temp, k_abl):
             m_nodes = self.layout.nodes(mask_fn(tau, temp))
             flat = flatten(batch)
-            logits = self.logits(params, stats, m_nodes, flat.tokens, k_abl)
-            task_loss, _ = T.contrast_loss(logits, flat)
+            logits_BV = self.logits(params, stats, m_nodes, flat.tokens, k_abl, positions_B=flat.last)
+            task_loss, _ = T.contrast_loss(logits_BV[:, None], flat._replace(last=jnp.zeros_like(flat.last)))
             n_on = m_nodes.sum()
             return task_loss + s["k_coef"] * n_on, (task_loss, n_on)
 
