@@ -1,0 +1,59 @@
+"""`make demo`: data -> weight-sparse training -> task evaluation -> circuits -> validation -> HTML report.
+
+    python -m experiments.demo [--config=configs/demo.py] [--workdir=runs/demo]
+
+Every stage reuses what an earlier run of the same command finished.
+"""
+
+import logging
+import time
+
+from absl import app, flags
+from ml_collections import config_flags
+
+_CONFIG = config_flags.DEFINE_config_file("config", "configs/demo.py", "Run config file (ml_collections).")
+_WORKDIR = flags.DEFINE_string("workdir", "runs/demo", "Run directory.")
+
+
+def main(argv):
+    del argv
+    logging.getLogger("absl").setLevel(logging.WARNING)  # orbax logs every save at INFO
+    from wsparse import config as config_lib
+    from wsparse import load_run, train, workflow
+    from wsparse.report import write_report
+
+    t_start = time.perf_counter()
+    cfg = config_lib.from_configdict(_CONFIG.value)
+    workdir = _WORKDIR.value
+
+    def stage(name):
+        print(f"\n== {name} ({time.perf_counter() - t_start:.0f}s elapsed)", flush=True)
+
+    stage("data and training")
+    if workflow.is_trained(workdir, cfg):
+        print(f"{workdir} is trained to step {cfg.train.steps}: reusing it")
+    else:
+        result = train.train(cfg, workdir)
+        print(f"train loss {result.final_loss:.3f}, eval loss {result.final_eval_loss:.3f}")
+    run = load_run(workdir)
+
+    stage("tasks")
+    results = workflow.cached_task_results(run)
+    if results is None:
+        results = workflow.evaluate_tasks(run)
+    else:
+        print("tasks.json is up to date: reusing it")
+
+    stage("circuits")
+    circuits = workflow.prune_solved(run, results, cfg.prune)
+
+    stage("report")
+    path = write_report(workdir, run=run)
+
+    print(f"\n== summary ({time.perf_counter() - t_start:.0f}s)")
+    print(workflow.summary_table(results, circuits, cfg.prune.target_loss))
+    print(f"\nreport: {path}")
+
+
+if __name__ == "__main__":
+    app.run(main)
