@@ -8,6 +8,7 @@ import textwrap
 
 import jax
 import numpy as np
+import pytest
 
 import wsparse
 from configs import tiny
@@ -41,6 +42,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.mark.multihost
 def test_two_processes_match_one(tmp_path):
     cd = tiny.get_config()
     cd.data.cache_dir = str(tmp_path / "cache")

@@ -17,7 +17,7 @@ BASE = C.from_configdict(tiny.get_config())
 def cfg_with(steps=1000, warmup_frac=0.01, **sparsity) -> C.Config:
     return dataclasses.replace(
         BASE, train=dataclasses.replace(BASE.train, steps=steps),
-        optim=dataclasses.replace(BASE.optim, lr=1e-2, warmup_frac=warmup_frac),
+        optim=dataclasses.replace(BASE.optim, lr=1e-2, warmup_frac=warmup_frac, grad_rms_mode="clip"),
         sparsity=dataclasses.replace(BASE.sparsity, interior_density=0.25, anneal_start_frac=0.01,
                                      anneal_end_frac=0.5, **sparsity))
 

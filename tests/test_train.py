@@ -159,3 +159,14 @@ def test_same_loss_on_one_and_four_devices():
               for line in out.stdout.splitlines() if line.startswith("LOSSES")}
     np.testing.assert_allclose(losses[1], losses[4], rtol=1e-5)
     assert losses[1][2] < losses[1][0]
+
+
+def test_val_tokens_refuse_data_of_another_tokenizer(full_run):
+    from wsparse.data import IncompatibleDataError
+
+    run = wsparse.load_run(str(full_run[0]))
+    tokens = run.val_tokens(1000, batch=4)
+    assert tokens.shape[1:] == (4, run.cfg.model.n_ctx) and tokens.shape[0] * 4 * run.cfg.model.n_ctx >= 1000
+    run.tokenizer_sha256 = "0" * 64
+    with pytest.raises(IncompatibleDataError, match="tokenizer sha256"):
+        run.val_tokens(1000)

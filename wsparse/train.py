@@ -135,6 +135,21 @@ class Run:
     step: int
     workdir: str
 
+    def val_tokens(self, n_tokens: int, batch: int = 16) -> np.ndarray:
+        """``[n, batch, n_ctx]`` validation windows (at least ``n_tokens`` positions) from the run's own data.
+
+        Node means and top-activating contexts must use the tokenizer the model was trained with: data prepared
+        anew after the corpus or generator changed raise a clear error instead of silently using other ids.
+        """
+        from wsparse import data as data_lib
+        from wsparse.data import pipeline
+
+        prepared = data_lib.prepare(self.cfg.data, log=lambda *a, **k: None)
+        data_lib.check_compatible(prepared, self.tokenizer_sha256, self.cfg.model.vocab_size)
+        n_ctx = self.cfg.model.n_ctx
+        n_batches = max(1, math.ceil(n_tokens / (batch * n_ctx)))
+        return np.asarray(pipeline.val_batches(prepared, n_ctx=n_ctx, batch=batch, n_batches=n_batches))[..., :n_ctx]
+
 
 def _sha256(path: str) -> str:
     import hashlib

@@ -79,18 +79,6 @@ def load(path: str) -> NodeStats:
         return NodeStats(means, bank, int(z["n_tokens"]))
 
 
-def val_tokens(cfg: Any, n_tokens: int) -> np.ndarray:
-    """``[n_batches, MEANS_BATCH, n_ctx]`` validation tokens covering at least ``n_tokens`` positions."""
-    from wsparse import data
-    from wsparse.data import pipeline
-
-    n_ctx = cfg.model.n_ctx
-    n_batches = max(1, math.ceil(n_tokens / (MEANS_BATCH * n_ctx)))
-    prepared = data.prepare(cfg.data, log=lambda *a, **k: None)
-    toks = pipeline.val_batches(prepared, n_ctx=n_ctx, batch=MEANS_BATCH, n_batches=n_batches)
-    return np.asarray(toks)[..., :n_ctx]
-
-
 def for_run(run: Any, prune: PruneConfig, *, log: Callable[[str], None] = print) -> NodeStats:
     """The cached statistics of ``run``'s checkpoint, computed on first use (or when the token budget changed)."""
     path = os.path.join(run.workdir, "circuits", f"means_step{run.step}.npz")
@@ -100,7 +88,7 @@ def for_run(run: Any, prune: PruneConfig, *, log: Callable[[str], None] = print)
         if stats.n_tokens >= prune.means_tokens and enough_bank and set(stats.means) == set(M.node_shapes(run.cfg.model)):
             return stats
     log(f"computing node means over {prune.means_tokens} validation tokens -> {path}")
-    stats = compute(run.params, run.cfg.model, val_tokens(run.cfg, prune.means_tokens),
+    stats = compute(run.params, run.cfg.model, run.val_tokens(prune.means_tokens, batch=MEANS_BATCH),
                     n_bank=prune.resample_bank, seed=prune.seed)
     save(stats, path)
     return stats

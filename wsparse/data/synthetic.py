@@ -30,6 +30,9 @@ _WORDS = ("hello", "world", "apple", "banana", "red", "blue", "green", "done", "
           "closed", "high", "low", "Monday", "Friday", "Paris", "Tokyo", "python", "code", "test", "empty", "full")
 _FILES = ("data.txt", "notes.txt", "log.txt", "input.txt", "output.txt", "names.csv", "scores.csv", "config.json",
           "report.md", "words.txt", "results.txt", "todo.txt", "cache.dat", "items.csv")
+_READ_PATHS = ("input_path", "in_path", "src_path", "source_file", "read_path", "infile_name", "data_path")
+_WRITE_PATHS = ("output_path", "out_path", "dest_path", "target_file", "write_path", "report_path", "save_path")
+_WORKLISTS = ("stack", "queue", "todo", "pending", "frontier", "jobs", "items_left", "work")
 _SHORT = ("i", "j", "k", "n", "x", "y", "a", "b", "s", "t")
 _TYPES = ("int", "str", "list", "set", "dict", "bool", "float")
 
@@ -299,9 +302,14 @@ class _Gen:
         return out
 
     def while_stmt(self, sc: _Scope, depth: int) -> list[str]:
-        if self.r.random() < 0.4:
+        if self.r.random() < 0.35:
             body = self.block(sc, depth, loop=True)
             return ["while True:"] + body + [f"    if {self.cond(sc)}:", "        break"]
+        if self.r.random() < 0.4:  # truthiness of a collection: `while queue:` ... `.pop()`
+            coll, item = self.r.choice(_WORKLISTS), self.name()
+            sc.vars[coll], sc.vars[item] = "list", "int"
+            return ([f"{coll} = [{', '.join(self.num() for _ in range(self.r.randint(1, 4)))}]", f"while {coll}:",
+                     f"    {item} = {coll}.pop()"] + self.block(sc, depth, loop=True))
         v = self.r.choice(("i", "n", "count", "tries", "left", "steps"))
         sc.vars[v] = "int"
         up = self.r.random() < 0.5
@@ -314,14 +322,17 @@ class _Gen:
         fn = self.r.choice(("f", "fh", "infile", "outfile", "handle", "src", "out"))
         read = self.r.random() < 0.5
         mode = self.q(self.r.choice(("r", "r", "rb")) if read else self.r.choice(("w", "w", "a")))
-        path = self.q(self.r.choice(_FILES)) if self.r.random() < 0.7 else self.r.choice(sc.of("str") or ["path"])
-        if self.r.random() < 0.15:  # the non-with form, closed explicitly
-            return [f"{fn} = open({path}, {mode})", f"{fn}.{'read()' if read else 'write(' + self.q(self.word()) + ')'}",
-                    f"{fn}.close()"]
+        path, setup = self.q(self.r.choice(_FILES)), []
+        if self.r.random() < 0.5:  # a path variable whose name says which way the data flow
+            path = self.r.choice(_READ_PATHS if read else _WRITE_PATHS)
+            setup = [f"{path} = {self.q(self.r.choice(_FILES))}"]
+        if self.r.random() < 0.25:  # the non-with form, closed explicitly
+            call = f"open({path})" if read and self.r.random() < 0.5 else f"open({path}, {mode})"
+            return setup + [f"{fn} = {call}", f"{fn}.{'read()' if read else 'write(' + self.q(self.word()) + ')'}",
+                            f"{fn}.close()"]
         head = f"with open({path}, {mode}) as {fn}:"
-        if self.r.random() < 0.2:
+        if read and self.r.random() < 0.4:
             head = f"with open({path}) as {fn}:"
-            read = True
         if read:
             v = self.name()
             sc.vars[v] = "str"
@@ -338,7 +349,7 @@ class _Gen:
                 [f"for {self.r.choice(_SHORT)} in {self.list_lit(1)}:",
                  f"    {fn}.write(str({self.r.choice(list(sc.vars) or ['x'])}))"],
             ))
-        return [head] + ["    " + ln for ln in body]
+        return setup + [head] + ["    " + ln for ln in body]
 
     def try_stmt(self, sc: _Scope, depth: int) -> list[str]:
         exc = self.r.choice(("ValueError", "KeyError", "IndexError", "TypeError", "ZeroDivisionError",

@@ -398,16 +398,6 @@ def _cached_means(workdir: str, step: int) -> dict[str, np.ndarray] | None:
     return means.load(path).means
 
 
-def _val_tokens(cfg: Any, n_tokens: int, batch: int = 16) -> np.ndarray:
-    from wsparse import data
-    from wsparse.data import pipeline
-
-    n_ctx = cfg.model.n_ctx
-    prepared = data.prepare(cfg.data, log=lambda *a, **k: None)
-    n_batches = max(1, math.ceil(n_tokens / (batch * n_ctx)))
-    return np.asarray(pipeline.val_batches(prepared, n_ctx=n_ctx, batch=batch, n_batches=n_batches))[..., :n_ctx]
-
-
 def write_report(workdir: str, *, run: Any = None, node_info: Mapping[str, NodeInfo] | None = None,
                  val_tokens: np.ndarray | None = None, node_tokens: int = 32768, top_k: int = 5,
                  log: Log = print) -> str:
@@ -438,7 +428,7 @@ def write_report(workdir: str, *, run: Any = None, node_info: Mapping[str, NodeI
     if node_info is None:
         node_info = {}
         if run is not None and nodes:
-            tokens = val_tokens if val_tokens is not None else _val_tokens(run.cfg, node_tokens)
+            tokens = val_tokens if val_tokens is not None else run.val_tokens(node_tokens)
             log(f"report: activation statistics of {len(nodes)} circuit nodes over {tokens[..., :].size} "
                 "validation tokens")
             from wsparse.report import node_info as node_info_lib
