@@ -1,7 +1,7 @@
 """The CPU default used by `make demo`: real Python plus simple synthetic idioms, about 10 minutes on 2 cores.
 
 A 4-layer, D = 128 weight-sparse model (interior density 1/8, embeddings and biases 1/4, AbsTopK 1/4 with an
-attention sink and a bigram table), 1000 steps of 64 x 64 tokens. On this 2-core machine a step takes about 0.6 s;
+attention sink and a bigram table), 1000 steps of 64 x 64 tokens. On this 2-core machine a step takes about 0.53 s (0.50 s dense);
 the pipeline, the projection and AbsTopK are small shares of it (benchmarks/). Pruning uses the `fast` budget of
 configs/prune.py (one setting, 200 steps), about a minute or two per task here.
 """
