@@ -24,12 +24,12 @@ _FAN_IN = ("c_attn", "c_fc")  # neuron = output column of our [in, out] weight
 _FAN_OUT = ("c_proj",)  # neuron = input row
 
 
-def _names(path: tuple) -> list[str]:
+def path_names(path: tuple) -> list[str]:
     return [str(getattr(p, "key", getattr(p, "idx", p))) for p in path]
 
 
 def family_of(path: tuple) -> str | None:
-    names = _names(path)
+    names = path_names(path)
     if names[-1] == "b":
         return "bias"
     if names[:1] in (["wte"], ["lm_head"]) and names[-1] == "w":
@@ -133,7 +133,7 @@ def project_tensor(w: jax.Array, k: jax.Array, min_alive: int = 0, neuron_axis: 
 
 
 def _neuron_axis(path: tuple) -> int | None:
-    layer = _names(path)[-2]
+    layer = path_names(path)[-2]
     return 0 if layer in _FAN_IN else 1 if layer in _FAN_OUT else None
 
 

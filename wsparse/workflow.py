@@ -45,13 +45,19 @@ def evaluate_tasks(run: Any, names: list[str] | None = None, *, n: int = 500, ba
     return results
 
 
-def cached_task_results(run: Any) -> dict[str, dict] | None:
+def cached_task_results(run: Any, names: list[str] | None = None) -> dict[str, dict] | None:
+    """``tasks.json`` if it scores every task in ``names`` (default: all registered) at the run's step."""
+    from wsparse import tasks
+
     path = os.path.join(run.workdir, "tasks.json")
     if not os.path.exists(path):
         return None
     with open(path) as f:
         saved = json.load(f)
-    return saved["tasks"] if saved.get("step") == run.step else None
+    names = list(tasks.names()) if names is None else names
+    if saved.get("step") != run.step or not set(names) <= set(saved.get("tasks", {})):
+        return None
+    return {name: saved["tasks"][name] for name in names}
 
 
 def cached_circuit(run: Any, task: str, cfg: PruneConfig) -> dict | None:

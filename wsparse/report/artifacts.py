@@ -11,10 +11,10 @@ import json
 import os
 from typing import Any, Mapping
 
+import jax
 import numpy as np
 
 FAMILIES = ("interior", "embed", "bias", "dense")
-_INTERIOR = {("attn", "c_attn"), ("attn", "c_proj"), ("mlp", "c_fc"), ("mlp", "c_proj")}
 
 
 def read_json(path: str) -> Any:
@@ -76,29 +76,6 @@ def read_circuits(circuits_dir: str) -> dict[str, dict[str, Any]]:
 # Parameter accounting.
 
 
-def family(path: tuple[str, ...]) -> str:
-    """The sparsity family of a parameter path (docs/interfaces.md): interior, embed, bias or dense."""
-    leaf = path[-1]
-    if leaf == "b":
-        return "bias"
-    if leaf == "w" and path[0] in ("wte", "lm_head"):
-        return "embed"
-    if leaf == "w" and len(path) >= 3 and (path[-3], path[-2]) in _INTERIOR:
-        return "interior"
-    return "dense"
-
-
-def _leaves(tree: Any, prefix: tuple[str, ...] = ()):
-    if isinstance(tree, Mapping):
-        for k, v in tree.items():
-            yield from _leaves(v, prefix + (str(k),))
-    elif isinstance(tree, (list, tuple)):
-        for i, v in enumerate(tree):
-            yield from _leaves(v, prefix + (str(i),))
-    elif tree is not None:
-        yield prefix, tree
-
-
 @dataclasses.dataclass(frozen=True)
 class TensorCount:
     path: str
@@ -110,11 +87,13 @@ class TensorCount:
 
 def param_counts(params: Any) -> list[TensorCount]:
     """Size and nonzero entries of every tensor, in tree order. Host-side: the report runs once, after training."""
+    from wsparse import sparsity  # the one definition of the families
+
     rows = []
-    for path, leaf in _leaves(params):
+    for path, leaf in jax.tree_util.tree_flatten_with_path(params)[0]:
         arr = np.asarray(leaf)
-        rows.append(TensorCount("/".join(path), family(path), tuple(arr.shape), int(arr.size),
-                                int(np.count_nonzero(arr))))
+        rows.append(TensorCount("/".join(sparsity.path_names(path)), sparsity.family_of(path) or "dense",
+                                tuple(arr.shape), int(arr.size), int(np.count_nonzero(arr))))
     return rows
 
 
