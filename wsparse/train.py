@@ -9,6 +9,7 @@ parameters so a resumed run is bitwise identical to an uninterrupted one.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import math
 import os
@@ -152,7 +153,6 @@ class Run:
 
 
 def _sha256(path: str) -> str:
-    import hashlib
     with open(path, "rb") as f:
         return hashlib.sha256(f.read()).hexdigest()
 
