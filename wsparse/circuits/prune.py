@@ -218,7 +218,7 @@ class Pruner:
             m_nodes = self.layout.nodes(mask_fn(tau, temp))
             flat = flatten(batch)
             logits_BV = self.logits(params, stats, m_nodes, flat.tokens, k_abl, positions_B=flat.last)
-            task_loss, _ = T.contrast_loss(logits_BV[:, None], flat._replace(last=jnp.zeros_like(flat.last)))
+            task_loss, _ = T.contrast_loss(logits_BV, flat)
             n_on = m_nodes.sum()
             return task_loss + s["k_coef"] * n_on, (task_loss, n_on)
 
