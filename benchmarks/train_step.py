@@ -22,10 +22,9 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
-import optax  # noqa: E402
 
 from wsparse import config as C  # noqa: E402
-from wsparse import model, optim, sparsity  # noqa: E402
+from wsparse import model, optim, train  # noqa: E402
 
 
 def load_config(path: str, arg: str = "") -> C.Config:
@@ -35,39 +34,13 @@ def load_config(path: str, arg: str = "") -> C.Config:
     return C.from_configdict(mod.get_config(arg))
 
 
-def local_train_step(cfg: C.Config, optimizer: optax.GradientTransformation) -> Callable:
-    """Fallback used only if wsparse.train.make_train_step is missing: loss, grad, update, projection."""
-
-    def loss_fn(params, batch_BT1):
-        logits = model.forward(params, batch_BT1[:, :-1], cfg.model)
-        return optax.softmax_cross_entropy_with_integer_labels(logits, batch_BT1[:, 1:]).mean()
-
-    def step(state, batch_BT1):
-        params, opt_state, i = state
-        loss, grads = jax.value_and_grad(loss_fn)(params, batch_BT1)
-        updates, opt_state = optimizer.update(grads, opt_state, params)
-        params = optax.apply_updates(params, updates)
-        if cfg.sparsity.enabled:
-            params = sparsity.project(params, i + 1, cfg.train.steps, cfg.sparsity)
-        return (params, opt_state, i + 1), {"loss": loss}
-
-    return step
-
-
 def build(cfg: C.Config, start_step: int):
-    """A jitted, donating step and a fresh state at ``start_step`` (densities at their targets past the anneal)."""
+    """The trainer's own jitted, donating step and a fresh state at ``start_step`` (densities at their targets past
+    the anneal)."""
     optimizer = optim.make_optimizer(cfg)
     params = model.init_params(cfg.model, jax.random.key(0))
-    try:
-        from wsparse import train
-        step = train.make_train_step(cfg, optimizer)
-        state = train.TrainState(step=jnp.int32(start_step), params=params, opt_state=optimizer.init(params))
-        source = "wsparse.train.make_train_step"
-    except (ImportError, AttributeError):
-        step = local_train_step(cfg, optimizer)
-        state = (params, optimizer.init(params), jnp.int32(start_step))
-        source = "benchmarks.train_step.local_train_step"
-    return jax.jit(step, donate_argnums=0), state, source
+    state = train.TrainState(step=jnp.int32(start_step), params=params, opt_state=optimizer.init(params))
+    return jax.jit(train.make_train_step(cfg, optimizer), donate_argnums=0), state
 
 
 def model_flops_per_step(m: C.ModelConfig, batch: int) -> float:
@@ -141,12 +114,12 @@ def main() -> None:
 
     built = {}
     for name, cfg in variants.items():
-        step, state, source = build(cfg, start)
+        step, state = build(cfg, start)
         t = time.perf_counter()
         state, metrics = step(state, batch)
         jax.block_until_ready(metrics)
         built[name] = [step, state]
-        print(f"compiled {name:24s} in {time.perf_counter() - t:5.1f}s  ({source})", flush=True)
+        print(f"compiled {name:24s} in {time.perf_counter() - t:5.1f}s", flush=True)
 
     best = {name: float("inf") for name in variants}
     for _ in range(args.rounds):

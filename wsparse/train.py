@@ -61,12 +61,6 @@ def next_token_loss(params, batch_BT1: jax.Array, cfg: Config) -> jax.Array:
     return optax.softmax_cross_entropy_with_integer_labels(logits_BTV, targets_BT).mean()
 
 
-def _rms(tree) -> jax.Array:
-    leaves = jax.tree.leaves(tree)
-    total = sum(jnp.sum(jnp.square(x.astype(jnp.float32))) for x in leaves)
-    return jnp.sqrt(total / sum(x.size for x in leaves))
-
-
 def make_train_step(cfg: Config, optimizer: optax.GradientTransformation) -> Callable:
     """``step(state, batch) -> (state, metrics)``; jit it with the shardings of :class:`Trainer`."""
 
@@ -77,7 +71,7 @@ def make_train_step(cfg: Config, optimizer: optax.GradientTransformation) -> Cal
         new_step = state.step + 1
         if cfg.sparsity.enabled:
             params = sparsity.project(params, new_step, cfg.train.steps, cfg.sparsity)
-        metrics = {"loss": loss, "grad_rms": _rms(grads), "lr": optim.lr_at(state.step, cfg)}
+        metrics = {"loss": loss, "grad_rms": optim.global_rms(grads), "lr": optim.lr_at(state.step, cfg)}
         return TrainState(step=new_step, params=params, opt_state=opt_state), metrics
 
     return step
