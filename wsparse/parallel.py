@@ -27,6 +27,11 @@ def initialize(cfg: DistributedConfig) -> None:
         num_processes=cfg.num_processes,
         process_id=cfg.process_id,
     )
+    # Every process has just connected, so they are in step: one trivial collective now sets up the CPU collectives'
+    # context, whose rendezvous waits only 30 s, before compile times can drift the processes apart.
+    from jax.experimental import multihost_utils
+
+    multihost_utils.sync_global_devices("wsparse: all processes started")
 
 
 def make_mesh(n_data: int = -1) -> Mesh:
