@@ -3,7 +3,7 @@
 Variants:
   ""        the default budget: one vmapped sweep of 8 settings (k_coef 3e-5..1e-3 x lr 3e-3, 1e-2), 1000 steps
   single    the paper's search centre alone (k_coef 1e-4, lr 3e-3), 1000 steps
-  fast      one setting (lr 1e-2), 200 steps of 16 pairs, fewer pairs and controls: the CPU demo (about 1-2 min
+  fast      one setting (lr 1e-2), 200 steps of 8 pairs, 64 test pairs, fewer controls: the CPU demo (about 35 s
             per task for the demo model on 2 cores, against hours for the default sweep there)
   sweep     a larger sweep: 4 k_coef x 3 lr x 2 seeds = 24 settings, 2000 steps
   zero, resample   the default with another ablation mode (PAPER.md section 5's criticism to test against)
@@ -20,8 +20,8 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
         if variant == "single":
             c.update(sweep_k_coef=(), sweep_lr=(), k_coef=1e-4, lr=3e-3)
         elif variant == "fast":
-            c.update(sweep_k_coef=(), sweep_lr=(), k_coef=1e-4, lr=1e-2, steps=200, batch_pairs=16,
-                     n_train_pairs=256, n_test_pairs=128, means_tokens=16384, n_random_controls=2)
+            c.update(sweep_k_coef=(), sweep_lr=(), k_coef=1e-4, lr=1e-2, steps=200, batch_pairs=8,
+                     n_train_pairs=256, n_test_pairs=64, means_tokens=16384, n_random_controls=2)
         elif variant == "sweep":
             c.update(sweep_k_coef=(3e-5, 1e-4, 3e-4, 1e-3), sweep_lr=(1e-3, 3e-3, 1e-2), sweep_seeds=2, steps=2000)
         elif variant in ("zero", "resample"):

@@ -3,6 +3,7 @@
 import ast
 import dataclasses
 import os
+import re
 import shutil
 import time
 
@@ -30,6 +31,15 @@ def test_synthetic_is_valid_deterministic_and_covers_idioms():
     missing = [i for i in idioms if i not in text]
     assert not missing
     assert text.count("with open(") >= 40 and text.count("self.") >= 100 and text.count("lambda") >= 40
+    # Idioms whose absence kept the demo model from a task's rule: an elif that tests the if's variable again,
+    # lambdas over named (not one-letter) parameters, a message string followed by a value, __init__ storing its
+    # arguments out of signature order.
+    assert re.search(r"^( *)if (\w+) .*:\n(?:\1    .*\n)+\1elif \2 ", text, re.M)
+    assert re.search(r"lambda [a-z]{3,}:", text)
+    assert re.search(r"""print\((["'])[a-z]+ [a-z ]+\1, [a-z_]+\)""", text)
+    inits = re.findall(r"def __init__\(self, ([a-z_, =]+)\):\n((?:        self\.\w+ = \w+\n)+)", text)
+    assert any([a.split("=")[0] for a in args.split(", ")] != re.findall(r"self\.(\w+) = \1\n", body)
+               for args, body in inits if "=" not in args)
 
 
 def test_synthetic_does_not_use_tasks():

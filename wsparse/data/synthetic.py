@@ -17,17 +17,36 @@ _NOUNS = (
     "size", "index", "result", "record", "entry", "data", "token", "label", "text", "number", "point", "city", "color",
     "animal", "book", "order", "task", "event", "message", "step", "level", "weight", "age", "title", "amount", "file",
     "student", "grade", "page", "box", "car", "fruit", "shape", "queue", "stack", "batch", "chunk", "field", "block",
+    # A broad everyday vocabulary: a model that sees many names learns rules about names, not about these few words.
+    "speed", "image", "owner", "cache", "status", "length", "depth", "mode", "port", "host", "url", "query", "request",
+    "response", "option", "flag", "buffer", "offset", "limit", "width", "height", "source", "target", "parent", "child",
+    "group", "model", "layer", "cell", "grid", "frame", "sample", "signal", "channel", "packet", "header", "content",
+    "payload", "state", "phase", "stage", "answer", "guess", "letter", "digit", "char", "pixel", "position",
+    "distance", "angle", "radius", "area", "volume", "rate", "ratio", "balance", "cost", "salary", "budget", "stock",
+    "product", "customer", "client", "server", "session", "account", "profile", "member", "player", "team", "game",
+    "move", "board", "card", "deck", "coin", "reward", "delay", "duration", "date", "year", "month", "day", "hour",
+    "minute", "counter", "average", "threshold", "goal", "rank", "priority", "factor", "unit", "column", "table",
+    "folder", "suffix", "prefix", "pattern", "sentence", "document", "section", "note", "comment", "tag", "category",
+    "kind", "email", "phone", "address", "country", "region", "zone", "location", "origin", "route", "edge", "tree",
+    "leaf", "root", "branch", "element", "handler", "callback", "action", "job", "worker", "thread", "process", "lock",
+    "author", "reader", "writer", "photo", "video", "song", "force", "energy", "power", "temperature", "health",
+    "damage", "report", "settings", "matches", "lookup", "pairs", "tokens", "weights", "config", "options", "output",
 )
 _ADJS = ("max", "min", "new", "old", "last", "first", "next", "best", "raw", "clean", "big", "small", "good", "bad",
          "sorted", "unique", "total", "current", "final", "valid", "temp", "extra", "short", "long")
 _VERBS = ("get", "make", "load", "save", "parse", "build", "find", "check", "update", "compute", "read", "write",
           "count", "clean", "format", "process", "add", "remove", "merge", "split", "collect", "filter", "show",
-          "send", "sum", "scale", "convert", "validate", "render", "print")
+          "send", "sum", "scale", "convert", "validate", "render", "print", "fetch", "emit", "resolve", "transform",
+          "handle", "apply", "encode", "decode", "store", "register", "create", "delete", "reset", "start", "stop",
+          "run", "draw", "track", "sort", "group", "match", "notify", "publish", "refresh")
 _CLASSES = ("Point", "Account", "Student", "Counter", "Inventory", "Node", "Graph", "Robot", "Timer", "Library",
             "Player", "Shape", "Vector", "Parser", "Buffer", "Report", "Garden", "Queue", "Recipe", "Ticket")
 _WORDS = ("hello", "world", "apple", "banana", "red", "blue", "green", "done", "error", "ok", "yes", "no", "cat", "dog",
           "spam", "eggs", "alpha", "beta", "north", "south", "small", "large", "on", "off", "start", "stop", "open",
-          "closed", "high", "low", "Monday", "Friday", "Paris", "Tokyo", "python", "code", "test", "empty", "full")
+          "closed", "high", "low", "Monday", "Friday", "Paris", "Tokyo", "python", "code", "test", "empty", "full",
+          "loading", "saving", "ready", "failed", "starting", "finished", "missing", "invalid", "warning", "found",
+          "complete", "pending", "updated", "removed", "received", "unknown", "waiting", "sending", "total", "count",
+          "value", "result", "file", "line", "row", "user", "name", "item", "items", "step", "request", "server")
 _FILES = ("data.txt", "notes.txt", "log.txt", "input.txt", "output.txt", "names.csv", "scores.csv", "config.json",
           "report.md", "words.txt", "results.txt", "todo.txt", "cache.dat", "items.csv")
 _READ_PATHS = ("input_path", "in_path", "src_path", "source_file", "read_path", "infile_name", "data_path")
@@ -146,10 +165,19 @@ class _Gen:
             return f"isinstance({a}, {self.r.choice(_TYPES)})"
         return f"{self.cond(sc)} and {a} > {self.num()}"
 
+    def compare(self, a: str) -> str:
+        """``a`` against a value: the tests an if/elif chain makes of one variable."""
+        op = self.r.choice(("==", "==", "!=", "<", ">", "<=", ">="))
+        return f"{a} {op} {self.literal(2) if op in ('==', '!=') else self.num()}"
+
+    def sentence(self) -> str:
+        """A few words, as in a message string."""
+        return " ".join(self.r.choice(_WORDS) for _ in range(self.r.randint(1, 4)))
+
     def fstring(self, sc: _Scope) -> str:
         parts = []
         for _ in range(self.r.randint(1, 3)):
-            parts.append(self.r.choice(_WORDS))
+            parts.append(self.sentence())
             if sc.vars and self.r.random() < 0.85:
                 v = self.r.choice(list(sc.vars))
                 parts.append("{" + v + (self.r.choice((":.2f", "!r", "")) if self.r.random() < 0.2 else "") + "}")
@@ -222,12 +250,14 @@ class _Gen:
 
     def print_stmt(self, sc: _Scope) -> list[str]:
         r = self.r.random()
+        call = self.r.choice(("print", "print", "print", "logging.info", "log.debug", "warn"))
         if r < 0.3:
-            return [f"print({self.q(self.word())})"]
-        if r < 0.65:
-            return [f"print({self.fstring(sc)})"]
-        if r < 0.8 and sc.vars:
-            return [f"print({self.q(self.word() + ':')}, {self.r.choice(list(sc.vars))})"]
+            return [f"{call}({self.q(self.sentence())})"]
+        if r < 0.6:
+            return [f"{call}({self.fstring(sc)})"]
+        if r < 0.85 and sc.vars:
+            msg = self.sentence() + self.r.choice(("", "", ":", " ="))
+            return [f"{call}({self.q(msg)}, {self.r.choice(list(sc.vars))})"]
         return [f"print({self.expr(sc)})"]
 
     def ternary(self, sc: _Scope) -> list[str]:
@@ -242,6 +272,8 @@ class _Gen:
             a, b = self.r.sample(_SHORT, 2)
             return [f"{a}, {b} = {self.num()}, {self.num()}", f"{a}, {b} = {b}, {a}"]
         a, b = self.r.sample(names, 2)
+        if self.r.random() < 0.2:  # the Fibonacci-style update
+            return [f"{a}, {b} = {b}, {a} + {b}"]
         return [f"{a}, {b} = {b}, {a}"]
 
     def aug(self, sc: _Scope) -> list[str]:
@@ -265,9 +297,15 @@ class _Gen:
         return [f"{v} = {self.r.choice(('True', 'False'))}"]
 
     def if_stmt(self, sc: _Scope, depth: int) -> list[str]:
-        out = [f"if {self.cond(sc)}:"] + self.block(sc, depth)
+        if self.r.random() < 0.15:  # truthiness: `if items:`, `if not line:`
+            return [f"if {self.r.choice(('', 'not '))}{self.r.choice(list(sc.vars) or [self.name()])}:"] + \
+                self.block(sc, depth)
+        # An elif chain usually keeps testing the variable the if tested: `if x < 0: .. elif x == 0: .. else:`.
+        subject = self.r.choice(list(sc.vars) or [self.name()]) if self.r.random() < 0.6 else None
+        test = (lambda: self.compare(subject)) if subject else (lambda: self.cond(sc))
+        out = [f"if {test()}:"] + self.block(sc, depth)
         for _ in range(self.r.choice((0, 0, 1, 1, 2))):
-            out += [f"elif {self.cond(sc)}:"] + self.block(sc, depth)
+            out += [f"elif {test()}:"] + self.block(sc, depth)
         if self.r.random() < 0.6:
             out += ["else:"] + self.block(sc, depth)
         return out
@@ -305,6 +343,11 @@ class _Gen:
         if self.r.random() < 0.35:
             body = self.block(sc, depth, loop=True)
             return ["while True:"] + body + [f"    if {self.cond(sc)}:", "        break"]
+        if self.r.random() < 0.15:  # walking linked nodes: `while node:` ... `node = node.next`
+            v = self.name()
+            sc.vars[v] = "obj"
+            return [f"while {v}:"] + self.block(sc, depth, loop=True) + [
+                f"    {v} = {v}.{self.r.choice(('next', 'parent', 'left', 'right', 'child'))}"]
         if self.r.random() < 0.4:  # truthiness of a collection: `while queue:` ... `.pop()`
             coll, item = self.r.choice(_WORKLISTS), self.name()
             sc.vars[coll], sc.vars[item] = "list", "int"
@@ -412,7 +455,7 @@ class _Gen:
         return out
 
     def lambda_def(self, sc: _Scope) -> list[str]:
-        a = self.r.choice(_SHORT)
+        a = self.r.choice(_SHORT) if self.r.random() < 0.4 else self.r.choice(_NOUNS)
         name = self.fname()
         r = self.r.random()
         if r < 0.4:
@@ -434,11 +477,14 @@ class _Gen:
         if self.r.random() < 0.2:
             out.append(f"    {self.r.choice(_ADJS)}_{self.r.choice(_NOUNS)} = {self.num()}")
         out.append(f"    def __init__(self, {sig}):")
-        for a in attrs:
-            out.append(f"        self.{a} = {a}")
-        if self.r.random() < 0.3:
-            out.append(f"        self.{self.r.choice(('items', 'cache', 'history', 'children'))} = "
-                       f"{self.r.choice(('[]', '{}', 'set()', '0'))}")
+        body = [f"        self.{a} = {a}" for a in attrs]
+        if self.r.random() < 0.5:  # not always in signature order
+            self.r.shuffle(body)
+        if self.r.random() < 0.4:
+            body.insert(self.r.randint(0, len(body)),
+                        f"        self.{self.r.choice(('items', 'cache', 'history', 'children'))} = "
+                        f"{self.r.choice(('[]', '{}', 'set()', '0'))}")
+        out += body
         for _ in range(self.r.randint(0, 2)):
             a = self.r.choice(attrs)
             m = self.r.choice((
