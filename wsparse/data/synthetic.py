@@ -30,7 +30,7 @@ _NOUNS = (
     "kind", "email", "phone", "address", "country", "region", "zone", "location", "origin", "route", "edge", "tree",
     "leaf", "root", "branch", "element", "handler", "callback", "action", "job", "worker", "thread", "process", "lock",
     "author", "reader", "writer", "photo", "video", "song", "force", "energy", "power", "temperature", "health",
-    "damage", "report", "settings", "matches", "lookup", "pairs", "tokens", "weights", "config", "options", "output",
+    "damage", "ticket", "invoice", "vehicle", "sensor", "reading", "measure", "version", "release", "build",
 )
 _ADJS = ("max", "min", "new", "old", "last", "first", "next", "best", "raw", "clean", "big", "small", "good", "bad",
          "sorted", "unique", "total", "current", "final", "valid", "temp", "extra", "short", "long")
@@ -44,9 +44,9 @@ _CLASSES = ("Point", "Account", "Student", "Counter", "Inventory", "Node", "Grap
 _WORDS = ("hello", "world", "apple", "banana", "red", "blue", "green", "done", "error", "ok", "yes", "no", "cat", "dog",
           "spam", "eggs", "alpha", "beta", "north", "south", "small", "large", "on", "off", "start", "stop", "open",
           "closed", "high", "low", "Monday", "Friday", "Paris", "Tokyo", "python", "code", "test", "empty", "full",
-          "loading", "saving", "ready", "failed", "starting", "finished", "missing", "invalid", "warning", "found",
-          "complete", "pending", "updated", "removed", "received", "unknown", "waiting", "sending", "total", "count",
-          "value", "result", "file", "line", "row", "user", "name", "item", "items", "step", "request", "server")
+          "connecting", "stopped", "skipped", "created", "deleted", "saved", "loaded", "busy", "idle", "active",
+          "disabled", "enabled", "success", "failure", "please", "wait", "try", "again", "new", "old", "not", "is",
+          "the", "a", "of", "for", "value", "result", "file", "line", "row", "user", "name", "item", "step", "server")
 _FILES = ("data.txt", "notes.txt", "log.txt", "input.txt", "output.txt", "names.csv", "scores.csv", "config.json",
           "report.md", "words.txt", "results.txt", "todo.txt", "cache.dat", "items.csv")
 _READ_PATHS = ("input_path", "in_path", "src_path", "source_file", "read_path", "infile_name", "data_path")
