@@ -44,9 +44,25 @@ _CLASSES = ("Point", "Account", "Student", "Counter", "Inventory", "Node", "Grap
 _WORDS = ("hello", "world", "apple", "banana", "red", "blue", "green", "done", "error", "ok", "yes", "no", "cat", "dog",
           "spam", "eggs", "alpha", "beta", "north", "south", "small", "large", "on", "off", "start", "stop", "open",
           "closed", "high", "low", "Monday", "Friday", "Paris", "Tokyo", "python", "code", "test", "empty", "full",
-          "connecting", "stopped", "skipped", "created", "deleted", "saved", "loaded", "busy", "idle", "active",
-          "disabled", "enabled", "success", "failure", "please", "wait", "try", "again", "new", "old", "not", "is",
-          "the", "a", "of", "for", "value", "result", "file", "line", "row", "user", "name", "item", "step", "server")
+          # Everyday message and comment words: strings and comments in real code use a wide English vocabulary.
+          "connecting", "connected", "stopped", "skipped", "created", "deleted", "saved", "loaded", "busy", "idle",
+          "active", "disabled", "enabled", "success", "failure", "please", "wait", "try", "again", "new", "old", "not",
+          "is", "the", "a", "of", "for", "to", "in", "at", "from", "with", "and", "or", "value", "result", "file",
+          "line", "row", "user", "name", "item", "step", "server", "client", "request", "response", "reply", "ready",
+          "loading", "saving", "reading", "writing", "sending", "receiving", "received", "sent", "waiting", "pending",
+          "running", "finished", "complete", "completed", "failed", "invalid", "valid", "missing", "found", "unknown",
+          "updated", "removed", "added", "changed", "parsed", "checking", "checked", "opening", "closing", "starting",
+          "stopping", "retry", "retrying", "timeout", "warning", "debug", "info", "fatal", "critical", "ignored",
+          "model", "cell", "query", "packet", "record", "entry", "table", "page", "image", "message", "event", "job",
+          "task", "queue", "cache", "config", "setting", "option", "input", "output", "total", "count", "size", "time",
+          "date", "day", "week", "year", "left", "right", "up", "down", "first", "last", "next", "previous", "best",
+          "worst", "good", "bad", "fast", "slow", "hot", "cold", "big", "tiny", "long", "short", "true", "false",
+          "none", "all", "any", "some", "many", "more", "less", "most", "each", "every", "other", "same", "different",
+          "here", "there", "now", "later", "today", "soon", "never", "always", "maybe", "please", "thanks", "sorry",
+          "welcome", "goodbye", "login", "logout", "password", "account", "order", "payment", "price", "cost",
+          "shipping", "delivered", "cancelled", "approved", "rejected", "accepted", "denied", "allowed", "blocked",
+          "locked", "unlocked", "visible", "hidden", "selected", "current", "default", "custom", "local", "remote",
+          "online", "offline", "upload", "download", "backup", "restore", "install", "upgrade", "version", "build")
 _FILES = ("data.txt", "notes.txt", "log.txt", "input.txt", "output.txt", "names.csv", "scores.csv", "config.json",
           "report.md", "words.txt", "results.txt", "todo.txt", "cache.dat", "items.csv")
 _READ_PATHS = ("input_path", "in_path", "src_path", "source_file", "read_path", "infile_name", "data_path")
