@@ -12,6 +12,7 @@ import pytest
 
 from wsparse import data
 from wsparse.config import DataConfig
+from wsparse.files import sha256_file
 from wsparse.data import corpus, pipeline, synthetic
 from wsparse.data import tokenizer as T
 
@@ -133,7 +134,7 @@ def test_val_too_small_error(tmp_path):
 def test_prepared_manifest_and_reuse(tiny_prepared):
     m = tiny_prepared.manifest
     assert os.path.basename(tiny_prepared.dir) == m["fingerprint"]
-    assert m["eot_id"] == 2047 and m["tokenizer_sha256"] == T.sha256(tiny_prepared.tokenizer_path)
+    assert m["eot_id"] == 2047 and m["tokenizer_sha256"] == sha256_file(tiny_prepared.tokenizer_path)
     train, val = tiny_prepared.train_tokens(), tiny_prepared.val_tokens()
     assert train.dtype == np.uint16 and len(train) == m["tokens"]["train"] and len(val) == m["tokens"]["val"]
     assert len(val) >= 0.01 * (len(train) + len(val))

@@ -22,6 +22,7 @@ from wsparse import config as C
 from wsparse.data import corpus as corpus_lib
 from wsparse.data import synthetic
 from wsparse.data import tokenizer as tok_lib
+from wsparse.files import sha256_file
 
 FORMAT = 1
 SHARDS = ("train.bin", "val.bin")
@@ -78,10 +79,10 @@ class Prepared:
         for name in SHARDS:
             self._tokens(name)
             path = os.path.join(self.dir, name)
-            if _sha256_file(path) != self.manifest["shards"][name]["sha256"]:
+            if sha256_file(path) != self.manifest["shards"][name]["sha256"]:
                 raise ShardError(f"token shard {path} is corrupt (sha256 differs from the manifest); "
                                  f"delete {self.dir} to rebuild it")
-        if not os.path.exists(self.tokenizer_path) or _sha256_file(self.tokenizer_path) != self.tokenizer_sha256:
+        if not os.path.exists(self.tokenizer_path) or sha256_file(self.tokenizer_path) != self.tokenizer_sha256:
             raise ShardError(f"{self.tokenizer_path} is missing or corrupt (sha256 differs from the manifest)")
 
 
@@ -115,8 +116,7 @@ def fingerprint(cfg: C.DataConfig, required: Sequence[str]) -> str:
     data.pop("cache_dir")
     blob = {"format": FORMAT, "data": data, "required": list(required), "sources": corpus_lib.sources(cfg)}
     if cfg.synthetic_weight > 0:  # a change to the generator's code is a change to the corpus
-        with open(synthetic.__file__, "rb") as f:
-            blob["synthetic"] = hashlib.sha256(f.read()).hexdigest()
+        blob["synthetic"] = sha256_file(synthetic.__file__)
     return hashlib.sha256(json.dumps(blob, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -222,7 +222,7 @@ def _build(cfg: C.DataConfig, req: Sequence[str], fp: str, out: str, log: Callab
         "eot_id": eot,
         "tokenizer_sha256": tok_sha,
         "required_tokens": list(req),
-        "shards": {f"{k}.bin": {"tokens": v, "sha256": _sha256_file(os.path.join(out, f"{k}.bin"))}
+        "shards": {f"{k}.bin": {"tokens": v, "sha256": sha256_file(os.path.join(out, f"{k}.bin"))}
                    for k, v in counts.items()},
         "build_seconds": round(time.time() - t0, 1),
     }
@@ -230,10 +230,3 @@ def _build(cfg: C.DataConfig, req: Sequence[str], fp: str, out: str, log: Callab
         json.dump(manifest, f, indent=2)
         f.write("\n")
 
-
-def _sha256_file(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 22), b""):
-            h.update(block)
-    return h.hexdigest()

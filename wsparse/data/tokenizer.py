@@ -10,11 +10,12 @@ over is refilled with dropped merges, appended after the required ones.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from typing import Iterable, Iterator, Sequence
 
 from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
+
+from wsparse.files import sha256_file
 
 PAT = r"[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n/]*|\s*[\r\n]+|\s+(?!\S)|\s+"
 EOT = "<|endoftext|>"
@@ -176,12 +177,7 @@ def eot_id(tok: Tokenizer) -> int:
 def save(tok: Tokenizer, path: str) -> str:
     """Writes ``tokenizer.json``; returns its sha256 (which the manifest and checkpoints record)."""
     tok.save(path, pretty=False)
-    return sha256(path)
-
-
-def sha256(path: str) -> str:
-    with open(path, "rb") as f:
-        return hashlib.sha256(f.read()).hexdigest()
+    return sha256_file(path)
 
 
 def load(path: str) -> Tokenizer:
