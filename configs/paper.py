@@ -30,7 +30,7 @@ def get_config(arg: str = "4x"):
                       embed_density=min(1.0, pfrac / e), bias_density=min(1.0, pfrac / e),
                       min_alive_per_neuron=4, anneal_start_frac=0.01,
                       anneal_end_frac=0.8 if e >= 8 else 0.5)
-    c.optim.update(lr=1.28e-2, warmup_frac=0.01, grad_rms_mode="normalize")  # the release normalises every step
+    c.optim.update(lr=1.28e-2, warmup_frac=0.01)
     # The release's default run: batch 512 x 256 tokens, 32B tokens -> about 244k steps.
     c.train.update(batch_size=512, steps=244_140, log_every=100, eval_every=2000, eval_batches=16,
                    checkpoint_every=2000, keep_checkpoints=3)

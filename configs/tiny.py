@@ -9,8 +9,6 @@ def get_config(arg: str = ""):
     c.model.update(n_layer=2, d_model=32, n_head=2, d_head=16, d_mlp=128, n_ctx=32)
     c.sparsity.update(interior_density=0.25, embed_density=0.5, bias_density=0.5, min_alive_per_neuron=2)
     c.optim.lr = 1e-2
-    # The release's gradient normalisation, as configs/demo.py (which says why clipping alone barely trains).
-    c.optim.grad_rms_mode = "normalize"
     c.data.update(default_sources=False, synthetic_weight=1.0, tokenizer_train_bytes=1_500_000,
                   max_source_bytes=1_500_000)
     c.train.update(steps=20, batch_size=8, log_every=5, eval_every=10, eval_batches=2, checkpoint_every=10)

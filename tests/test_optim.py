@@ -78,6 +78,9 @@ def test_rms_is_over_all_entries():
     assert float(optim.global_rms({"a": jnp.full((3,), 2.0), "b": jnp.zeros((1,))})) == pytest.approx(math.sqrt(3))
 
 
+DECAYED = {"wte/w", "lm_head/w", "blocks/0/attn/c_attn/w"}  # toy_params' matrices, bigram table excepted
+
+
 def test_first_update_is_adamw():
     """Step 0: bias-corrected Adam gives g / (|g| + eps); decay 0.1 * p on matrices only; all times -lr(0)."""
     cfg = cfg_with(enabled=False)
@@ -85,22 +88,35 @@ def test_first_update_is_adamw():
     p = jax.tree.map(lambda x: 2.0 * x, toy_params())
     g = jax.tree.map(lambda x: 0.03 * jnp.ones_like(x), p)  # RMS 0.03: below the clip
     updates, _ = jax.jit(tx.update)(g, tx.init(p), p)
-    lr0 = optim.lr_at(0, cfg)
+    lr0 = 1e-2 / 10  # warmup of W = 10 steps: (0 + 1) / 10 of the peak
     adam = 0.03 / (0.03 + 0.1)
-    mask = optim.decay_mask(p)
-    for u, m in zip(jax.tree.leaves(updates), jax.tree.leaves(mask)):
-        np.testing.assert_allclose(u, -lr0 * (adam + (0.1 * 2.0 if m else 0.0)), rtol=1e-5)
+    seen = set()
+    for path, u in jax.tree_util.tree_leaves_with_path(updates):
+        name = "/".join(str(getattr(k, "key", getattr(k, "idx", k))) for k in path)
+        seen.add(name)
+        np.testing.assert_allclose(u, -lr0 * (adam + (0.1 * 2.0 if name in DECAYED else 0.0)), rtol=1e-5,
+                                   err_msg=name)
+    assert DECAYED < seen
 
 
 def test_optimizer_uses_the_schedule_per_step():
+    """Twelve steps across the warmup's end and the anneal's start: the update follows lr x sharkfin x density
+    factor, written out here independently of optim.lr_at (W = 10, anneal from step 10 to 500 towards 1/4)."""
     cfg = cfg_with(enabled=True)
     tx = optim.make_optimizer(cfg)
-    p = {"w": jnp.zeros((2, 2)), "g": jnp.zeros(2)}
+    p = {"wte": {"w": jnp.zeros((2, 2))}, "ln_f": {"g": jnp.zeros(2)}}
     state = tx.init(p)
     g = jax.tree.map(lambda x: jnp.full_like(x, 1e3), p)  # huge: the RMS clip brings it to 1
     update = jax.jit(tx.update)
     for step in range(12):
         u, state = update(g, state, p)
         adam = 1.0 / (1.0 + 0.1)  # clipped g = 1 everywhere, so m_hat = v_hat**0.5 = 1
-        np.testing.assert_allclose(u["g"], -optim.lr_at(step, cfg) * adam, rtol=1e-4)
-    assert isinstance(tx, optax.GradientTransformation)
+        density = 1.0 - 0.75 * max(0, step - 10) / 490
+        lr = 1e-2 * min((step + 1) / 10, (1000 - step) / 990) * math.sqrt(0.25 / density)
+        np.testing.assert_allclose(u["ln_f"]["g"], -lr * adam, rtol=1e-4)
+        np.testing.assert_allclose(u["wte"]["w"], -lr * adam, rtol=1e-4)  # p = 0: decay adds nothing
+
+
+def test_unknown_parameter_is_an_error():
+    with pytest.raises(KeyError, match="wsparse.weights.TABLE"):
+        optim.decay_mask({"mystery": jnp.ones((2, 2))})

@@ -95,7 +95,9 @@ class OptimConfig:
     eps: float = 0.1
     weight_decay: float = 0.1
     grad_rms_max: float = 1.0
-    grad_rms_mode: str = "clip"  # "clip" (decision) or "normalize" (the release)
+    # "normalize" (the release: divide by the RMS every step), "clip" (the paper's text: only when above), "none".
+    # With Adam eps 0.1, clipping alone leaves small models' updates tiny (docs/method.md section 2).
+    grad_rms_mode: str = "normalize"
     density_lr_scaling: bool = True  # multiply lr by sqrt(target_density / current_density)
 
     def validate(self) -> None:

@@ -15,6 +15,7 @@ from typing import Any, Callable
 import jax
 import jax.numpy as jnp
 
+from wsparse import topk
 from wsparse.config import ModelConfig
 
 Params = dict[str, Any]
@@ -101,15 +102,8 @@ def abs_topk(x: jax.Array, k: int) -> jax.Array:
     a = jnp.abs(x)
     int_t = {2: jnp.int16, 4: jnp.int32}[a.dtype.itemsize]
     nbits = 8 * a.dtype.itemsize - 1  # the sign bit of |x| is always 0
-
-    def try_bit(i: jax.Array, t: jax.Array) -> jax.Array:
-        cand = t | jnp.left_shift(jnp.ones((), int_t), (nbits - 1 - i).astype(int_t))
-        ge = (a >= jax.lax.bitcast_convert_type(cand, a.dtype)).astype(jnp.bfloat16)
-        # Summing bf16 0/1 into float32 is exact and vectorises about 2x better on CPU than an int32 count.
-        return jnp.where(jnp.sum(ge, axis=-1, keepdims=True, dtype=jnp.float32) >= k, cand, t)
-
-    # A rolled loop: unrolling all bits at every location makes the compiled step several times slower to build.
-    t = jax.lax.fori_loop(0, nbits, try_bit, jnp.zeros(x.shape[:-1] + (1,), int_t))
+    at_least_k = lambda c: topk.count(a >= jax.lax.bitcast_convert_type(c, a.dtype), -1, keepdims=True) >= k
+    t = topk.largest_passing(at_least_k, nbits, jnp.zeros(x.shape[:-1] + (1,), int_t))
     return jnp.where(a >= jax.lax.bitcast_convert_type(t, a.dtype), x, jnp.zeros_like(x))
 
 

@@ -11,13 +11,13 @@ optimizer a pure optax chain and the projection a separate step.
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 import optax
 
-from wsparse import sparsity
+from wsparse import sparsity, weights
 from wsparse.config import Config
 
 
@@ -26,10 +26,6 @@ def global_rms(tree: Any) -> jax.Array:
     leaves = jax.tree.leaves(tree)
     total = sum(jnp.sum(jnp.square(x.astype(jnp.float32))) for x in leaves)
     return jnp.sqrt(total / sum(x.size for x in leaves))
-
-
-class _Empty(NamedTuple):
-    pass
 
 
 def scale_by_global_rms(max_rms: float, mode: str = "clip") -> optax.GradientTransformation:
@@ -46,30 +42,34 @@ def scale_by_global_rms(max_rms: float, mode: str = "clip") -> optax.GradientTra
         scale = max_rms / rms if mode == "normalize" else jnp.minimum(1.0, max_rms / rms)
         return jax.tree.map(lambda g: (g * scale).astype(g.dtype), updates), state
 
-    return optax.GradientTransformation(lambda params: _Empty(), update)
+    return optax.GradientTransformation(lambda params: optax.EmptyState(), update)
 
 
 def decay_mask(params: Any) -> Any:
-    """True on matrices (wte, lm_head, wpe, the four block weights); False on the bigram table, gains, biases, sink."""
-
-    def is_decayed(path: tuple, x: jax.Array) -> bool:
-        names = [str(getattr(p, "key", p)) for p in path]
-        return x.ndim >= 2 and "bigram" not in names
-
-    return jax.tree_util.tree_map_with_path(is_decayed, params)
+    """True where decoupled weight decay applies (wsparse.weights.TABLE: matrices, not the bigram table)."""
+    return weights.tree_map_facts(lambda f, _: f.decayed, params)
 
 
-def lr_at(step: Any, cfg: Config) -> Any:
-    """Sharkfin: min((s+1)/W, (T-s)/(T-W)) x lr x density factor, W = warmup_frac*T (the peak is at s = W-1..W,
-    the last step s = T-1 still moves). Python float on the host, float32 array when traced."""
-    total = cfg.train.steps
-    warmup = cfg.optim.warmup_frac * total
+def sharkfin(step: Any, total: int, warmup_frac: float) -> Any:
+    """Linear warmup then linear decay to 0: ``min((s+1)/W, (T-s)/(T-W))`` clipped to [0, 1], W = warmup_frac*T.
+
+    The peak is at s = W-1..W and the last step s = T-1 still moves. Training and the mask optimisation both use it.
+    """
+    warmup = warmup_frac * total
     s = jnp.asarray(step, jnp.float32)
     warm = (s + 1.0) / warmup if warmup > 0 else jnp.float32(1.0)
     decay = (total - s) / max(total - warmup, 1e-9)
-    lr = cfg.optim.lr * jnp.clip(jnp.minimum(warm, decay), 0.0, 1.0)
+    return jnp.clip(jnp.minimum(warm, decay), 0.0, 1.0)
+
+
+def lr_at(step: Any, cfg: Config) -> Any:
+    """The training learning rate: lr x sharkfin x density factor sqrt(target / current density) while annealing.
+    Python float on the host, float32 array when traced."""
+    total = cfg.train.steps
+    lr = cfg.optim.lr * sharkfin(step, total, cfg.optim.warmup_frac)
     if cfg.sparsity.enabled and cfg.optim.density_lr_scaling:
         target = sparsity.target_density(cfg.sparsity, "interior")
+        s = jnp.asarray(step, jnp.float32)
         lr = lr * jnp.sqrt(target / sparsity.density_at(s, total, cfg.sparsity, "interior"))
     return lr if isinstance(step, jax.Array) else float(lr)
 

@@ -11,32 +11,22 @@ reserved entries count toward ``k`` and win over any unreserved one.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 
+from wsparse import topk, weights
 from wsparse.config import SparsityConfig
 
 Params = dict[str, Any]
-FAMILIES = ("interior", "embed", "bias")
-_FAN_IN = ("c_attn", "c_fc")  # neuron = output column of our [in, out] weight
-_FAN_OUT = ("c_proj",)  # neuron = input row
-
-
-def path_names(path: tuple) -> list[str]:
-    return [str(getattr(p, "key", getattr(p, "idx", p))) for p in path]
+FAMILIES = weights.FAMILIES
+path_names = weights.path_names
 
 
 def family_of(path: tuple) -> str | None:
-    names = path_names(path)
-    if names[-1] == "b":
-        return "bias"
-    if names[:1] in (["wte"], ["lm_head"]) and names[-1] == "w":
-        return "embed"
-    if names[0] == "blocks" and names[-1] == "w" and names[-2] in _FAN_IN + _FAN_OUT:
-        return "interior"
-    return None
+    """``"interior" | "embed" | "bias"``, or None for a dense parameter (wsparse.weights.TABLE)."""
+    return weights.facts(path).family
 
 
 def families(params: Params) -> Params:
@@ -85,27 +75,9 @@ def _reserve(absw: jax.Array, j: int, axis: int) -> jax.Array:
     return reserved
 
 
-def _largest_threshold(count_at_least: Callable[[jax.Array], jax.Array], n_bits: int, dtype: Any) -> jax.Array:
-    """The largest t (built bit by bit from the top) with count_at_least(t) true: one counting pass per bit."""
-
-    def try_bit(i: jax.Array, t: jax.Array) -> jax.Array:
-        cand = t | jnp.left_shift(jnp.ones((), dtype), (n_bits - 1 - i).astype(dtype))
-        return jnp.where(count_at_least(cand), cand, t)
-
-    return jax.lax.fori_loop(0, n_bits, try_bit, jnp.zeros((), dtype))
-
-
-def _count(mask: jax.Array) -> jax.Array:
-    """Number of True entries. Summing bf16 0/1 into float32 vectorises about 2x better on CPU than an int32 count
-    and is exact below 2^24 entries."""
-    if mask.size < 2**24:
-        return jnp.sum(mask.astype(jnp.bfloat16), dtype=jnp.float32).astype(jnp.int32)
-    return jnp.sum(mask, dtype=jnp.int32)
-
-
 def _top_k_mask(key: jax.Array, k: jax.Array) -> jax.Array:
     """Exactly ``k`` largest of a flat uint32 ``key``, ties broken by lowest index."""
-    t = _largest_threshold(lambda c: _count(key >= c) >= k, 32, jnp.uint32)
+    t = topk.largest_passing(lambda c: topk.count(key >= c) >= k, 32, jnp.zeros((), jnp.uint32))
     above, tie = key > t, key == t
     m = k - jnp.sum(above, dtype=jnp.int32)  # how many of the tied entries to keep
 
@@ -114,8 +86,8 @@ def _top_k_mask(key: jax.Array, k: jax.Array) -> jax.Array:
         # largest r = size - stop with count(tie & index < size - r) >= m). Cheaper to compile than a cumsum.
         index = jnp.arange(key.size, dtype=jnp.int32)
         n_bits = max(1, int(key.size).bit_length())
-        r = _largest_threshold(lambda c: jnp.sum(tie & (index < key.size - c), dtype=jnp.int32) >= m,
-                               n_bits, jnp.int32)
+        r = topk.largest_passing(lambda c: jnp.sum(tie & (index < key.size - c), dtype=jnp.int32) >= m,
+                                 n_bits, jnp.zeros((), jnp.int32))
         return above | (tie & (index < key.size - r))
 
     return jax.lax.cond(jnp.sum(tie, dtype=jnp.int32) == m, lambda: above | tie, first_m_ties)
@@ -132,23 +104,17 @@ def project_tensor(w: jax.Array, k: jax.Array, min_alive: int = 0, neuron_axis: 
     return jnp.where(keep, w, jnp.zeros_like(w))
 
 
-def _neuron_axis(path: tuple) -> int | None:
-    layer = path_names(path)[-2]
-    return 0 if layer in _FAN_IN else 1 if layer in _FAN_OUT else None
-
-
 def project(params: Params, step: Any, total_steps: int, cfg: SparsityConfig) -> Params:
     """Magnitude top-k of every sparse tensor at the step's density; dense leaves pass through."""
     if not cfg.enabled:
         return params
 
     def one(path: tuple, w: jax.Array) -> jax.Array:
-        family = family_of(path)
-        if family is None:
+        f = weights.facts(path)
+        if f.family is None:
             return w
-        k = keep_count(density_at(jnp.asarray(step), total_steps, cfg, family), w.size)
-        axis = _neuron_axis(path) if family == "interior" else None
-        return project_tensor(w, k, cfg.min_alive_per_neuron, axis)
+        k = keep_count(density_at(jnp.asarray(step), total_steps, cfg, f.family), w.size)
+        return project_tensor(w, k, cfg.min_alive_per_neuron, f.neuron_axis)
 
     return jax.tree_util.tree_map_with_path(one, params)
 

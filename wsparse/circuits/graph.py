@@ -10,20 +10,11 @@ from typing import Any, Mapping
 
 import numpy as np
 
-# Edge type -> (weight path inside a block, source location, destination location, column offset in units of d_attn).
-EDGE_TYPES: dict[str, tuple[tuple[str, ...], str, str, int]] = {
-    "attn.act_in->q": (("attn", "c_attn", "w"), "attn.act_in", "attn.q", 0),
-    "attn.act_in->k": (("attn", "c_attn", "w"), "attn.act_in", "attn.k", 1),
-    "attn.act_in->v": (("attn", "c_attn", "w"), "attn.act_in", "attn.v", 2),
-    "attn.v->resid_delta": (("attn", "c_proj", "w"), "attn.v", "attn.resid_delta", 0),
-    "mlp.act_in->post_act": (("mlp", "c_fc", "w"), "mlp.act_in", "mlp.post_act", 0),
-    "mlp.post_act->resid_delta": (("mlp", "c_proj", "w"), "mlp.post_act", "mlp.resid_delta", 0),
-}
-# The paper's four types: the three c_attn column groups together form "act_in -> q/k/v".
-PAPER_TYPE = {"attn.act_in->q": "attn.act_in->qkv", "attn.act_in->k": "attn.act_in->qkv",
-              "attn.act_in->v": "attn.act_in->qkv", "attn.v->resid_delta": "attn.v->resid_delta",
-              "mlp.act_in->post_act": "mlp.act_in->post_act",
-              "mlp.post_act->resid_delta": "mlp.post_act->resid_delta"}
+from wsparse import weights
+
+# Edge type -> (weight path inside a block, edge), from the one table of per-parameter facts, in diagram order.
+EDGE_TYPES: dict[str, tuple[tuple[str, ...], weights.Edge]] = weights.block_edges()
+PAPER_TYPES = tuple(dict.fromkeys(e.paper_type for _, e in EDGE_TYPES.values()))
 
 
 def label(name: str, index: int) -> str:
@@ -44,9 +35,10 @@ def edges(params: Any, kept: Mapping[str, np.ndarray], with_list: bool = True
     types, and q/k/v separately.
     """
     out: list[list] = []
-    counts = {"total": 0} | {t: 0 for t in dict.fromkeys(PAPER_TYPE.values())} | {t: 0 for t in EDGE_TYPES}
+    counts = {"total": 0} | {t: 0 for t in PAPER_TYPES} | {t: 0 for t in EDGE_TYPES}
     for L, block in enumerate(params["blocks"]):
-        for etype, (path, src, dst, group) in EDGE_TYPES.items():
+        for etype, (path, edge) in EDGE_TYPES.items():
+            src, dst, group = edge.src, edge.dst, edge.group
             w = np.asarray(block[path[0]][path[1]][path[2]])
             s_keep = np.flatnonzero(np.asarray(kept[f"{L}.{src}"]) > 0)
             d_keep = np.flatnonzero(np.asarray(kept[f"{L}.{dst}"]) > 0)
@@ -55,8 +47,8 @@ def edges(params: Any, kept: Mapping[str, np.ndarray], with_list: bool = True
             si, di = np.nonzero(sub)
             n = len(si)
             counts["total"] += n
-            counts[PAPER_TYPE[etype]] += n
-            if PAPER_TYPE[etype] != etype:
+            counts[edge.paper_type] += n
+            if edge.paper_type != etype:
                 counts[etype] += n
             if with_list:
                 out += [[label(f"{L}.{src}", int(s_keep[a])), label(f"{L}.{dst}", int(d_keep[b])), float(sub[a, b])]
