@@ -111,11 +111,12 @@ def test_same_seed_same_masks_and_seed_matters(planted):
     settings = prune.settings_grid(dataclasses.replace(PRUNE, sweep_seeds=2))
     tau_a, _ = pr.train(settings, train)
     tau_b, _ = pr.train(settings, train)
-    np.testing.assert_array_equal(tau_a, tau_b)
-    assert not np.array_equal(tau_a[0], tau_a[1])
+    np.testing.assert_array_equal(tau_a.tau, tau_b.tau)
+    np.testing.assert_array_equal(tau_a.push, tau_b.push)
+    assert not np.array_equal(tau_a.tau[0], tau_a.tau[1])
     # a setting trained alone equals the same setting trained inside the vmapped sweep
     tau_1, _ = pr.train(prune.take_setting(settings, 1), train)
-    np.testing.assert_allclose(tau_1[0], tau_a[1], atol=1e-5)
+    np.testing.assert_allclose(tau_1.tau[0], tau_a.tau[1], atol=1e-5)
 
 
 @pytest.fixture(scope="module")
@@ -128,7 +129,7 @@ def random_model():
 
 
 def masked_logits(pr: prune.Pruner, m_nodes, toks) -> np.ndarray:
-    f = jax.jit(lambda params, stats, m, t: pr.logits(params, stats, m, t, jax.random.key(0)))
+    f = jax.jit(lambda params, stats, m, t: prune.masked_logits(pr.spec, params, stats, m, t, jax.random.key(0)))
     return np.asarray(f(pr.params, pr.stats, jnp.asarray(m_nodes, jnp.float32), jnp.asarray(toks)))
 
 
@@ -229,8 +230,8 @@ def test_calibration_fixes_a_shifted_scaled_circuit():
     w = jnp.ones(256)
     bad = 0.3 * d + 1.5  # under-confident and biased toward the target
     a, b = prune.calibrate(jnp.asarray(bad), w, 16)
-    before = float(prune.pair_loss(jnp.asarray(bad), w))
-    after = float(prune.pair_loss(jnp.asarray(bad), w, a, b))
+    before = float(tasks.pair_loss(jnp.asarray(bad), w))
+    after = float(tasks.pair_loss(jnp.asarray(bad), w, a, b))
     assert after < before - 0.1 and a > 1.0 and b < 0
 
 
@@ -251,7 +252,72 @@ def test_sigmoid_relaxation_tied_qk_zero_ablation_also_recover_planted_circuit(p
                               tie_qk=True, ablation="zero")
     pr = prune.Pruner(params, CFG, cfg, stats)
     tau, _ = pr.train(prune.settings_grid(cfg), prune.pairs_from_batch(cue_batch(32, 0)))
-    assert tau.shape == (1, pr.layout.n_nodes - CFG.d_attn)
+    assert tau.tau.shape == tau.push.shape == (1, pr.layout.n_nodes - CFG.d_attn)
     _, m_units = pr.bisect(tau, pr.pad(cue_batch(32, 1)), cfg.target_loss)
     kept = {k: v for k, v in graph.kept_indices(pr.layout.split(pr.units_to_nodes(m_units[0]))).items() if v}
     assert kept == PLANTED
+
+
+def test_mask_spec_and_host_fields_cover_the_prune_config_exactly():
+    """Every PruneConfig field is either read by compiled code (MaskSpec: part of the compile key) or host-only."""
+    spec_fields = {f.name for f in dataclasses.fields(prune.MaskSpec)} - {"model"}
+    config_fields = {f.name for f in dataclasses.fields(PruneConfig)}
+    assert spec_fields | prune.HOST_FIELDS == config_fields
+    assert not spec_fields & prune.HOST_FIELDS
+
+
+def test_pruners_share_programs_by_spec_and_hold_no_params(planted):
+    import gc
+    import weakref
+
+    params, stats = planted
+    test = prune.pairs_from_batch(cue_batch(16, 1), pad_to=PRUNE.batch_pairs)
+    full = np.ones((1, prune.MaskSpec.of(CFG, PRUNE).layout.n_nodes), np.float32)
+    own = jax.tree.map(lambda x: x + 0.0, params)  # a copy only this pruner references
+    pr = prune.Pruner(own, CFG, PRUNE, stats)
+    pr.loss(full, test)
+    n_programs = prune._margins._cache_size()
+    # Host-only fields (target, lr, k_coef, split sizes) reuse the compiled program; a traced field does not.
+    prune.Pruner(params, CFG, dataclasses.replace(PRUNE, target_loss=0.3, lr=0.5, k_coef=2.0, n_test_pairs=7),
+                 stats).loss(full, test)
+    assert prune._margins._cache_size() == n_programs
+    prune.Pruner(params, CFG, dataclasses.replace(PRUNE, ablation="zero"), stats).loss(full, test)
+    assert prune._margins._cache_size() == n_programs + 1
+    # The compiled programs' cache keys hold the spec, not the pruner: its parameters can be freed.
+    ref = weakref.ref(own["lm_head"]["w"])
+    del pr, own
+    gc.collect()
+    assert ref() is None
+
+
+def test_ranks_break_tau_ties_by_push_then_index():
+    tau = jnp.array([1.0, 0.5, 1.0, 1.0, -1.0])
+    push = jnp.array([0.2, 0.0, 0.9, 0.2, -3.0])
+    np.testing.assert_array_equal(prune.ranks(tau, push), [1, 3, 0, 2, 4])  # unit 2 pushed hardest; 0 before 3
+    np.testing.assert_array_equal(prune.ranks(tau), [0, 3, 1, 2, 4])  # without a tie-break: index order
+
+
+def test_tie_counts_at_the_bound_and_the_cut():
+    scores = prune.UnitScores(tau=np.array([[1.0, 1.0, 1.0, 0.3, 1.0]]), push=np.array([[0.5, 0.1, 0.1, 0.0, 2.0]]))
+    # ranked: 4 (push 2), 0 (0.5), 1 and 2 (0.1, by index), 3. A cut after 2 units splits the tau = 1 group (4 units)
+    # by push; a cut after 3 splits units 1 and 2, whose tau and push are equal.
+    assert prune.tie_counts(scores, np.array([2])) == [{"at_upper_bound": 4, "tied_at_cut": 4, "unresolved_at_cut": 0}]
+    assert prune.tie_counts(scores, np.array([3])) == [{"at_upper_bound": 4, "tied_at_cut": 4, "unresolved_at_cut": 2}]
+    assert prune.tie_counts(scores, np.array([4]))[0]["tied_at_cut"] == 0  # 1.0 | 0.3: no tie across the cut
+
+
+def test_pair_loss_is_the_contrast_loss_of_the_same_logits():
+    """The pruner's pair form and the evaluation's logit form are one loss."""
+    rng = np.random.default_rng(3)
+    n, V = 6, 9
+    logits = jnp.asarray(rng.normal(size=(2 * n, V)), jnp.float32)
+    correct = rng.integers(0, V, n)
+    wrong = (correct + 1 + rng.integers(0, V - 1, n)) % V
+    batch = tasks.TaskBatch(np.zeros((2 * n, 1), np.int32), np.zeros(2 * n, np.int32),
+                            np.concatenate([correct, wrong]).astype(np.int32),
+                            np.concatenate([wrong, correct]).astype(np.int32))
+    want, _ = tasks.contrast_loss(logits, batch)
+    rows = np.arange(2 * n)
+    d = np.asarray(logits)[rows, batch.correct] - np.asarray(logits)[rows, batch.wrong]  # correct - wrong
+    d_P2 = jnp.asarray(np.stack([d[:n], -d[n:]], 1))  # target - alt for the positive, then the negative
+    assert float(tasks.pair_loss(d_P2, jnp.ones(n))) == pytest.approx(float(want), rel=1e-6)

@@ -13,7 +13,8 @@ import numpy as np
 from wsparse import config as C
 from wsparse.circuits import graph, validate
 from wsparse.circuits.means import NodeStats
-from wsparse.circuits.prune import Pruner, calibrate, pair_loss, pairs_from_batch, settings_grid
+from wsparse.circuits.prune import Pruner, calibrate, pairs_from_batch, settings_grid, tie_counts
+from wsparse.tasks import pair_loss
 from wsparse.config import ModelConfig, PruneConfig
 
 
@@ -39,11 +40,12 @@ def extract(params: Any, model_cfg: ModelConfig, cfg: PruneConfig, stats: NodeSt
         return record, []
 
     settings = settings_grid(cfg)
-    tau, logs = pr.train(settings, pairs_from_batch(train_batch), progress)
-    k, m_units = pr.bisect(tau, test, cfg.target_loss)
+    scores, logs = pr.train(settings, pairs_from_batch(train_batch), progress)
+    k, m_units = pr.bisect(scores, test, cfg.target_loss)
+    ties = tie_counts(scores, k)
     m_nodes = np.stack([pr.units_to_nodes(m) for m in m_units])
     test_losses = pr.loss(m_nodes, test)
-    learned_on = np.stack([pr.units_to_nodes((t > 0).astype(np.float32)) for t in tau]).sum(1)
+    learned_on = np.stack([pr.units_to_nodes((t > 0).astype(np.float32)) for t in scores.tau]).sum(1)
     tail = max(1, cfg.steps // 10)
     rows = []
     for s in range(len(k)):
@@ -51,7 +53,7 @@ def extract(params: Any, model_cfg: ModelConfig, cfg: PruneConfig, stats: NodeSt
         rows.append({
             "setting": s, **{key: _py(v[s]) for key, v in settings.items()},
             "learned_nodes_on": int(learned_on[s]), "final_task_loss": float(logs["task_loss"][s, -tail:].mean()),
-            "k_units": int(k[s]), "n_nodes": int(m_nodes[s].sum()), "n_edges": counts["total"],
+            "k_units": int(k[s]), "ties": ties[s], "n_nodes": int(m_nodes[s].sum()), "n_edges": counts["total"],
             "test_loss": float(test_losses[s]),
             "meets_target": bool(test_losses[s] <= cfg.target_loss),
         })

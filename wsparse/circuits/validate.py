@@ -9,7 +9,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from wsparse.circuits.prune import Pairs, Pruner, chunks, static_jit
+from wsparse import tasks as T
+from wsparse.circuits.prune import MaskSpec, Pairs, Pruner, chunks, pair_diffs, ranks, static_jit
 
 
 def sufficiency(pr: Pruner, m_nodes: np.ndarray, test: Pairs, target: float) -> dict[str, Any]:
@@ -50,23 +51,23 @@ def attribution_scores(pr: Pruner, pairs: Pairs) -> np.ndarray:
     """Per unit: sum over pairs of |d pair-loss / d m| at m = 1, which is |sum over positions of
     gradient x (activation - ablation value)|, the first-order effect of ablating the node. Resample ablation uses
     the mean here (a deterministic reference)."""
-    return np.asarray(_attribution(pr, pr.params, pr.stats, pairs))
+    return np.asarray(_attribution(pr.spec, pr.params, pr.stats, pairs))
 
 
 @static_jit
-def _attribution(pr: Pruner, params, stats, pairs: Pairs) -> jax.Array:
-    mode = "zero" if pr.cfg.ablation == "zero" else "mean"
+def _attribution(spec: MaskSpec, params, stats, pairs: Pairs) -> jax.Array:
+    mode = "zero" if spec.ablation == "zero" else "mean"
 
     def body(total, p: Pairs):
-        def pair_losses(m_PN):
-            d = pr.pair_diffs(params, stats, jnp.concatenate([m_PN, m_PN]), p, jax.random.key(0), mode)
-            return jnp.sum(p.weight * (jax.nn.softplus(-d[:, 0]) + jax.nn.softplus(d[:, 1])))
+        def summed_loss(m_PN):
+            d = pair_diffs(spec, params, stats, jnp.concatenate([m_PN, m_PN]), p, jax.random.key(0), mode)
+            return jnp.sum(p.weight * T.pair_losses(d))
 
-        g = jax.grad(pair_losses)(jnp.ones((p.weight.shape[0], pr.layout.n_nodes), jnp.float32))
+        g = jax.grad(summed_loss)(jnp.ones((p.weight.shape[0], spec.layout.n_nodes), jnp.float32))
         return total + jnp.abs(g).sum(0), None
 
-    total, _ = jax.lax.scan(body, jnp.zeros((pr.layout.n_nodes,), jnp.float32), chunks(pairs, pr.chunk))
-    return pr.layout.unit_scores(total)
+    total, _ = jax.lax.scan(body, jnp.zeros((spec.layout.n_nodes,), jnp.float32), chunks(pairs, spec.batch_pairs))
+    return spec.layout.unit_scores(total)
 
 
 def attribution_baseline(pr: Pruner, train: Pairs, test: Pairs, target: float, k_units: int) -> dict[str, Any]:
@@ -74,10 +75,7 @@ def attribution_baseline(pr: Pruner, train: Pairs, test: Pairs, target: float, k
     scores = attribution_scores(pr, train)
     k, m_units = pr.bisect(scores[None], test, target)
     m_nodes = pr.units_to_nodes(m_units[0])
-    order = np.argsort(-scores, kind="stable")
-    same = np.zeros(pr.layout.n_units, np.float32)
-    same[order[:k_units]] = 1.0
-    same_nodes = pr.units_to_nodes(same)
+    same_nodes = pr.units_to_nodes((np.asarray(ranks(jnp.asarray(scores))) < k_units).astype(np.float32))
     losses = pr.loss(np.stack([m_nodes, same_nodes]), test)
     return {"k_units": int(k[0]), "m_nodes": m_nodes, "test_loss": float(losses[0]),
             "test_loss_at_learned_size": float(losses[1])}

@@ -6,15 +6,15 @@
     batch = tasks.encode("for_while", tokenizer, "test", 500, n_ctx=128)
     loss, acc = tasks.contrast_loss(logits_BTV, batch)
 
-Register your own task with ``tasks.register(tasks.Task(name, make_pair, candidates))`` (docs/adding_a_task.md).
+Register your own task with ``tasks.register(tasks.Task(name, make_pair, candidates))`` (README.md, "Adding a task").
 """
 
 from wsparse.tasks import brackets, control_flow, files, functions, strings, variables
 from wsparse.tasks.base import SPLITS, Pair, Task, TaskError
 from wsparse.tasks.display import mark_tokens, show_pair
-from wsparse.tasks.encode import TaskBatch, check_pairs, encode, encode_pairs
+from wsparse.tasks.encode import TaskBatch, bucketed_length, check_pairs, encode, encode_pairs
 from wsparse.tasks.evaluate import encode_all, evaluate, evaluate_batches, format_table
-from wsparse.tasks.loss import contrast_loss, contrast_loss_per_seq
+from wsparse.tasks.loss import contrast_loss, contrast_loss_per_seq, pair_loss, pair_losses
 from wsparse.tasks.registry import get, names, register, required_tokens, unregister
 
 PAPER_ORDER = (
@@ -33,6 +33,7 @@ def _register_builtins() -> None:
 
 _register_builtins()
 
-__all__ = ["SPLITS", "PAPER_ORDER", "Pair", "Task", "TaskBatch", "TaskError", "check_pairs", "contrast_loss",
-           "contrast_loss_per_seq", "encode", "encode_all", "encode_pairs", "evaluate", "evaluate_batches",
-           "format_table", "get", "mark_tokens", "names", "register", "required_tokens", "show_pair", "unregister"]
+__all__ = ["SPLITS", "PAPER_ORDER", "Pair", "Task", "TaskBatch", "TaskError", "bucketed_length", "check_pairs",
+           "contrast_loss", "contrast_loss_per_seq", "encode", "encode_all", "encode_pairs", "evaluate",
+           "evaluate_batches", "format_table", "get", "mark_tokens", "names", "pair_loss", "pair_losses", "register",
+           "required_tokens", "show_pair", "unregister"]

@@ -90,6 +90,15 @@ def pack(rows: list[list[int]], n_ctx: int, pad_id: int = 0) -> tuple[np.ndarray
     return tokens, last
 
 
+BUCKET = 16  # sequence lengths are rounded up to a multiple of this: few distinct shapes, few compilations
+
+
+def bucketed_length(last: np.ndarray, n_ctx: int, bucket: int = BUCKET) -> int:
+    """The length that holds every sequence whose last real token is at ``last``, rounded up to ``bucket`` (at most
+    ``n_ctx``). Cutting the right padding never changes a causal model's logits at the real positions."""
+    return min(n_ctx, -(-(int(np.max(last)) + 1) // bucket) * bucket)
+
+
 def encode(task: Task | str, tokenizer: Tokenizer, split: str, n: int, n_ctx: int, seed: int = 0,
            pad_id: int = 0) -> TaskBatch:
     """``n`` pairs as a TaskBatch of 2n sequences (positives, then negatives in the same order)."""

@@ -10,8 +10,9 @@ import numpy as np
 from tokenizers import Tokenizer
 
 from wsparse.tasks import registry
-from wsparse.tasks.encode import TaskBatch, encode
+from wsparse.tasks.encode import BUCKET, TaskBatch, bucketed_length, encode
 from wsparse.tasks.loss import contrast_loss_per_seq
+
 
 @functools.lru_cache(maxsize=8)
 def _scorer(model_cfg) -> Callable:
@@ -30,7 +31,7 @@ def encode_all(tokenizer: Tokenizer, names: Iterable[str], n_ctx: int, *, split:
 
 
 def evaluate_batches(params, model_cfg, batches: dict[str, TaskBatch], *, batch_size: int = 64,
-                     bucket: int = 16) -> dict[str, dict]:
+                     bucket: int = BUCKET) -> dict[str, dict]:
     """Scores every sequence of every task; returns {task: {"loss", "accuracy", "n"}} with n counted in pairs.
 
     Sequences of all tasks are sorted by length and cut to the longest in each batch (rounded up to ``bucket``), so
@@ -46,7 +47,7 @@ def evaluate_batches(params, model_cfg, batches: dict[str, TaskBatch], *, batch_
     n_ctx = cat.tokens.shape[1]
     for start in range(0, len(order), batch_size):
         idx = order[start:start + batch_size]
-        T = min(n_ctx, -(-(int(cat.last[idx].max()) + 1) // bucket) * bucket)
+        T = bucketed_length(cat.last[idx], n_ctx, bucket)
         pad = np.resize(idx, batch_size)  # a full batch keeps one compiled shape; extra rows are dropped below
         sub = TaskBatch(cat.tokens[pad, :T], cat.last[pad], cat.correct[pad], cat.wrong[pad])
         loss_B, right_B = jax.device_get(score(params, sub))
