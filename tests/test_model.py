@@ -58,7 +58,7 @@ def test_param_tree_layout_and_init():
     assert table.min() >= 0 and table.max() < 0.02 and table.mean() == pytest.approx(0.01, rel=0.05)
     expected = 2 * V * D + cfg.n_ctx * D + V * V + D + 2 * (
         2 * D + D * 3 * A + 3 * A + A * D + D + 2 + D * Mm + Mm + Mm * D + D)
-    assert M.param_count(p) == expected
+    assert sum(int(x.size) for x in jax.tree.leaves(p)) == expected
 
 
 def test_no_bias_no_sink_no_bigram_keys():
@@ -209,11 +209,14 @@ def test_bfloat16_compute_close_to_float32():
     cfg = tiny_model(**FULL, afrac=1.0)
     p = init(cfg, jax.random.key(7))
     toks = tokens(cfg)
-    ref = fwd(p, toks, cfg)
+    ref = np.asarray(fwd(p, toks, cfg))
     out = fwd(p, toks, dataclasses.replace(cfg, dtype="bfloat16"))
     chex.assert_type(out, jnp.float32)
-    np.testing.assert_allclose(out, ref, atol=0.05)
-    chex.assert_trees_all_equal_dtypes(p, jax.tree.map(lambda x: x.astype(jnp.float32), p))
+    err = np.abs(np.asarray(out) - ref)
+    scale = np.abs(ref).max()
+    # bf16 keeps 8 significant bits (relative rounding 2^-9 = 0.2%); a few roundings per layer stay within 2% of the
+    # logit scale, and a nonzero error shows the matmuls really ran in bf16.
+    assert 0 < err.max() <= 0.02 * scale, (err.max(), scale)
 
 
 def test_logits_at_positions_equal_full_logits_there():

@@ -9,22 +9,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from tokenizers import pre_tokenizers, Regex
 
 from wsparse import tasks
+from wsparse.data.tokenizer import pre_tokens
 from wsparse.tasks import context
 
-PAT = r"[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n/]*|\s*[\r\n]+|\s+(?!\S)|\s+"
 N_TRAIN, N_TEST = 2000, 500
 MAX_DIFF_CHARS = 24  # after removing the common prefix and suffix, each prompt's differing span is at most this
 N_RULE = 100  # pairs per split checked against the project tokenizer (the full sets are checked by encode)
-
-_SPLIT = pre_tokenizers.Split(Regex(PAT), behavior="isolated")
-
-
-def pre_tokens(text: str) -> list[str]:
-    return [p for p, _ in _SPLIT.pre_tokenize_str(text)]
-
 
 @pytest.fixture(scope="module")
 def generated():
@@ -163,7 +155,7 @@ def test_contrast_loss_matches_formula():
     assert float(loss_eq) == pytest.approx(np.log(2)) and float(acc_eq) == 0.0
 
 
-# A user task, defined and registered from outside the package, exactly as docs/adding_a_task.md shows.
+# A user task, defined and registered from outside the package, as README.md ("Adding a task") shows.
 def _none_or_true(rng: random.Random, split: str) -> tasks.Pair:
     names = ["alpha", "beta", "gamma"] if split == "train" else ["delta", "omega"]
     x = rng.choice(names) + str(rng.randint(0, 999))

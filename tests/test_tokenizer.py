@@ -76,3 +76,18 @@ def test_tiny_prepared_task_tokens_single(tiny_prepared):
     tok = T.load(tiny_prepared.tokenizer_path)
     req = tiny_prepared.manifest["required_tokens"]
     assert all(len(tok.encode(s).ids) == 1 for s in req)
+
+
+def test_every_data_error_is_a_data_error():
+    """Entry points report DataError as a user's mistake (one line, no traceback): every data error must be one."""
+    from wsparse import data
+
+    for cls in (data.CorpusError, data.TokenizerError, data.ShardError, data.IncompatibleDataError):
+        assert issubclass(cls, data.DataError), cls
+
+
+def test_pre_tokenisation_pieces():
+    """The paper's regex, checked on a line of Python: words take their leading space, a colon keeps its newline,
+    an indent leaves one space for the next word."""
+    assert T.pre_tokens('for x in range(10):\n    y = "a"') == [
+        "for", " x", " in", " range", "(", "10", "):\n", "   ", " y", " =", ' "', "a", '"']

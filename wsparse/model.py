@@ -64,10 +64,6 @@ def init_params(cfg: ModelConfig, key: jax.Array) -> Params:
     return params
 
 
-def param_count(params: Params) -> int:
-    return sum(int(x.size) for x in jax.tree.leaves(params))
-
-
 def node_shapes(cfg: ModelConfig) -> dict[str, int]:
     """Node names in the order ``forward`` calls ``node_fn``, with their widths."""
     D, A, M = cfg.d_model, cfg.d_attn, cfg.d_mlp

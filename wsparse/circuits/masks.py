@@ -84,11 +84,6 @@ def sigmoid(tau: Array, temp: Array | float) -> Array:
 MASK_FNS: dict[str, Callable[[Array, Array | float], Array]] = {"heaviside": heaviside, "sigmoid": sigmoid}
 
 
-def hard(tau: Array) -> Array:
-    """The discrete circuit both parameterisations converge to: node on iff tau > 0."""
-    return (tau > 0).astype(jnp.float32)
-
-
 def temperature(kind: str, start: float, end: float, progress: Array) -> Array:
     """Temperature at ``progress`` in [0, 1]: constant, linear, geometric or poly5 ((1 - p)^5 from start to end)."""
     p = jnp.clip(progress, 0.0, 1.0)

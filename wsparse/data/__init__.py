@@ -1,9 +1,7 @@
-"""Python corpus -> BPE tokenizer -> uint16 token shards -> grain batches (docs/interfaces.md, Data)."""
+"""Python corpus -> BPE tokenizer -> uint16 token shards -> grain batches (docs/architecture.md, Data)."""
 
-from wsparse.data.corpus import CorpusError
-from wsparse.data.store import (DataError, IncompatibleDataError, Prepared, ShardError, check_compatible, load,
-                                prepare)
-from wsparse.data.tokenizer import TokenizerError
+from wsparse.data.errors import CorpusError, DataError, IncompatibleDataError, ShardError, TokenizerError
+from wsparse.data.store import Prepared, check_compatible, load, prepare
 
 __all__ = ["prepare", "Prepared", "load", "check_compatible", "DataError", "CorpusError", "ShardError",
            "IncompatibleDataError", "TokenizerError"]

@@ -18,15 +18,12 @@ import os
 import sysconfig
 from typing import Callable, Iterable
 
+from wsparse.data.errors import CorpusError
 from wsparse.config import DataConfig
 from wsparse.data import synthetic
 
 SKIP_REASONS = ("too_large", "binary", "undecodable", "unreadable", "empty", "duplicate")
 _SYNTH_CHUNK = 256  # programs per worker task
-
-
-class CorpusError(ValueError):
-    """The configured sources yield no usable corpus."""
 
 
 @dataclasses.dataclass(frozen=True)

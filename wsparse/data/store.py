@@ -22,24 +22,13 @@ from wsparse import config as C
 from wsparse.data import corpus as corpus_lib
 from wsparse.data import synthetic
 from wsparse.data import tokenizer as tok_lib
+from wsparse.data.errors import DataError, IncompatibleDataError, ShardError
 from wsparse.files import sha256_file
 
 FORMAT = 1
 SHARDS = ("train.bin", "val.bin")
 DTYPE = np.uint16
 _ENCODE_BATCH_BYTES = 4_000_000
-
-
-class DataError(ValueError):
-    """Prepared data are missing, corrupt, or do not match what the caller expects."""
-
-
-class ShardError(DataError):
-    """A token shard is truncated or corrupt."""
-
-
-class IncompatibleDataError(DataError):
-    """Prepared data were made with another tokenizer or config than expected."""
 
 
 @dataclasses.dataclass(frozen=True)

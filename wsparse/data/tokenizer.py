@@ -15,16 +15,13 @@ from typing import Iterable, Iterator, Sequence
 
 from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
 
+from wsparse.data.errors import TokenizerError
 from wsparse.files import sha256_file
 
 PAT = r"[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n/]*|\s*[\r\n]+|\s+(?!\S)|\s+"
 EOT = "<|endoftext|>"
 VOCAB_SIZE = 2048
 EOT_ID = VOCAB_SIZE - 1  # the last id, as in the paper; `eot_id(tok)` for other vocab sizes
-
-
-class TokenizerError(ValueError):
-    """A tokenizer cannot satisfy the configuration (e.g. a required string cannot be one token)."""
 
 
 def _split() -> pre_tokenizers.PreTokenizer:
