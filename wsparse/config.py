@@ -111,7 +111,7 @@ class OptimConfig:
 class DataConfig:
     """PAPER.md section 3: a Python corpus, a 2048-token BPE, token shards read through grain."""
 
-    default_sources: bool = True  # the interpreter's standard library and site-packages
+    default_sources: bool = True  # the interpreter's standard library (installed packages never)
     sources: tuple[str, ...] = ()  # extra directories or glob patterns of .py files
     max_source_bytes: int = 0  # cap on corpus bytes, real + synthetic (0: all real files, synthetic added by weight)
     max_file_bytes: int = 200_000

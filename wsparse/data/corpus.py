@@ -16,7 +16,7 @@ import hashlib
 import multiprocessing
 import os
 import sysconfig
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Mapping
 
 from wsparse.data.errors import CorpusError
 from wsparse.config import DataConfig
@@ -43,24 +43,26 @@ class Corpus:
     stats: dict  # files found/used, skipped by reason, bytes
 
 
+# Never part of the default corpus: what else is installed differs from machine to machine.
+_INSTALLED_PACKAGE_DIRS = ("site-packages", "dist-packages")
+
+
 def default_roots() -> list[str]:
-    """The interpreter's standard library and site-packages directories (existing, deduplicated, in order)."""
-    paths = sysconfig.get_paths()
-    out: list[str] = []
-    for key in ("stdlib", "purelib", "platlib"):
-        p = os.path.realpath(paths[key])
-        if os.path.isdir(p) and p not in out:
-            out.append(p)
-    return out
+    """The running interpreter's standard library: the same files for the same Python version on every machine.
+
+    Installed packages (site-packages, also the one inside the standard library's directory) are left out; list them
+    in ``data.sources`` to train on them.
+    """
+    return [os.path.realpath(sysconfig.get_paths()["stdlib"])]
 
 
-def _expand(source: str) -> list[tuple[str, str]]:
+def _expand(source: str, skip_dirs: tuple[str, ...] = ()) -> list[tuple[str, str]]:
     """(root, file) pairs for one source: a directory (recursive .py files), a file, or a glob pattern."""
     source = os.path.expanduser(source)
     if os.path.isdir(source):
         out = []
         for d, subdirs, files in os.walk(source):
-            subdirs[:] = [s for s in subdirs if s != "__pycache__"]
+            subdirs[:] = sorted(s for s in subdirs if s != "__pycache__" and s not in skip_dirs)
             out += [(source, os.path.join(d, f)) for f in files if f.endswith(".py")]
         return out
     if os.path.isfile(source):
@@ -75,11 +77,12 @@ def sources(cfg: DataConfig) -> list[str]:
     return (default_roots() if cfg.default_sources else []) + list(cfg.sources)
 
 
-def list_files(srcs: Iterable[str]) -> list[str]:
-    """Every .py file under ``srcs``, each once, in a machine-independent deterministic order."""
+def list_files(srcs: Iterable[str], skip_dirs: Mapping[str, tuple[str, ...]] | None = None) -> list[str]:
+    """Every .py file under ``srcs``, each once, in a machine-independent deterministic order; under a source listed
+    in ``skip_dirs``, directories of those names are not searched."""
     seen: dict[str, str] = {}
     for src in srcs:
-        for root, path in _expand(src):
+        for root, path in _expand(src, (skip_dirs or {}).get(src, ())):
             real = os.path.realpath(path)
             if real not in seen:
                 seen[real] = os.path.relpath(real, os.path.realpath(root))
@@ -156,7 +159,8 @@ def collect(cfg: DataConfig, log: Callable[[str], None] = print) -> Corpus:
     skipped: collections.Counter[str] = collections.Counter({r: 0 for r in SKIP_REASONS})
     hashes: set[bytes] = set()
     docs: list[Document] = []
-    files = list_files(srcs)
+    skip = {root: _INSTALLED_PACKAGE_DIRS for root in default_roots()} if cfg.default_sources else {}
+    files = list_files(srcs, skip)
     real_bytes, visited = 0, 0
     for path in files:
         if real_budget is not None and real_bytes >= real_budget:
