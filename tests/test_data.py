@@ -103,10 +103,20 @@ def test_split_is_stable_under_growth():
     assert 0.01 < len(big) / len(docs) < 0.03
 
 
-def test_default_sources_are_the_interpreter_libraries():
+def test_default_sources_are_the_standard_library_without_installed_packages(tmp_path, monkeypatch):
     roots = corpus.default_roots()
-    assert any(os.path.exists(os.path.join(r, "os.py")) for r in roots)
-    assert any(r.endswith("site-packages") for r in roots)
+    assert len(roots) == 1 and os.path.exists(os.path.join(roots[0], "os.py"))
+    # A stand-in standard library with packages installed inside it (as a base interpreter's site-packages is):
+    # only its own modules are read, so what else is installed never changes the corpus.
+    lib = tmp_path / "lib"
+    for rel in ("os.py", "json/decoder.py", "site-packages/extra/mod.py", "dist-packages/other.py"):
+        (lib / rel).parent.mkdir(parents=True, exist_ok=True)
+        (lib / rel).write_text(f"# {rel}\nx = 1\n")
+    monkeypatch.setattr(corpus.sysconfig, "get_paths", lambda: {"stdlib": str(lib)})
+    got = corpus.collect(DataConfig(default_sources=True), log=lambda _: None)
+    assert sorted(os.path.relpath(d.source, lib) for d in got.docs) == ["json/decoder.py", "os.py"]
+    listed = corpus.collect(DataConfig(default_sources=False, sources=(str(lib),)), log=lambda _: None)
+    assert len(listed.docs) == 4  # listing the directory explicitly reads everything under it
 
 
 def test_no_python_files_error_names_sources(tmp_path):
