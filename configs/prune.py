@@ -21,7 +21,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
             c.update(sweep_k_coef=(), sweep_lr=(), k_coef=1e-4, lr=3e-3)
         elif variant == "fast":
             c.update(sweep_k_coef=(), sweep_lr=(), k_coef=1e-4, lr=1e-2, steps=200, batch_pairs=8,
-                     n_train_pairs=256, n_test_pairs=64, means_tokens=16384, n_random_controls=2)
+                     n_train_pairs=256, n_val_pairs=64, n_test_pairs=64, means_tokens=16384, n_random_controls=2)
         elif variant == "sweep":
             c.update(sweep_k_coef=(3e-5, 1e-4, 3e-4, 1e-3), sweep_lr=(1e-3, 3e-3, 1e-2), sweep_seeds=2, steps=2000)
         elif variant in ("zero", "resample"):

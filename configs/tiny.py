@@ -12,7 +12,7 @@ def get_config(arg: str = ""):
     c.data.update(default_sources=False, synthetic_weight=1.0, tokenizer_train_bytes=1_500_000,
                   max_source_bytes=1_500_000)
     c.train.update(steps=20, batch_size=8, log_every=5, eval_every=10, eval_batches=2, checkpoint_every=10)
-    c.prune.update(steps=100, batch_pairs=16, n_train_pairs=256, n_test_pairs=128, means_tokens=4096,
+    c.prune.update(steps=100, batch_pairs=16, n_train_pairs=256, n_val_pairs=128, n_test_pairs=128, means_tokens=4096,
                    n_random_controls=2)
     if arg == "dense":
         c.sparsity.enabled = False

@@ -14,14 +14,15 @@ from wsparse import tasks
 from wsparse.data.tokenizer import pre_tokens
 from wsparse.tasks import context
 
-N_TRAIN, N_TEST = 2000, 500
+N_TRAIN, N_VAL, N_TEST = 2000, 500, 500
 MAX_DIFF_CHARS = 24  # after removing the common prefix and suffix, each prompt's differing span is at most this
 N_RULE = 100  # pairs per split checked against the project tokenizer (the full sets are checked by encode)
 
 @pytest.fixture(scope="module")
 def generated():
-    """Each task's full train and test sets, generated once."""
-    return {n: (tasks.get(n).generate("train", N_TRAIN, seed=0), tasks.get(n).generate("test", N_TEST, seed=0))
+    """Each task's full train, val and test sets, generated once."""
+    sizes = {"train": N_TRAIN, "val": N_VAL, "test": N_TEST}
+    return {n: tuple(tasks.get(n).generate(split, sizes[split], seed=0) for split in tasks.SPLITS)
             for n in tasks.PAPER_ORDER}
 
 
@@ -42,17 +43,23 @@ def test_registry_holds_the_papers_tasks():
 
 
 def test_split_pools_are_disjoint():
-    train, test = context.pools("train").strings(), context.pools("test").strings()
-    assert not train & test
+    assert tasks.SPLITS == ("train", "val", "test")
+    train, val, test = (context.pools(s).strings() for s in tasks.SPLITS)
+    assert not train & val and not train & test and not val & test
+    assert all(len(context.pools(s).names) >= 8 for s in tasks.SPLITS)
+    # val is carved from the written train lists by rule (every fourth entry), not chosen by hand
+    assert context.carve({"train": tuple("abcdefgh"), "test": ("z",)}) == {
+        "train": tuple("abcefg"), "val": ("d", "h"), "test": ("z",)}
     assert all(n.isalpha() and n.islower() for n in context.all_names())  # one pre-token each, with a space
 
 
 @pytest.mark.parametrize("name", tasks.PAPER_ORDER)
 def test_generation_is_deterministic_with_sizes(name, generated):
-    train, test = generated[name]
+    train, val, test = generated[name]
     task = tasks.get(name)
-    assert len(train) == N_TRAIN and len(test) == N_TEST
+    assert (len(train), len(val), len(test)) == (N_TRAIN, N_VAL, N_TEST)
     assert len({p.positive for p in train}) == N_TRAIN and len({p.positive for p in test}) == N_TEST
+    assert len({p.positive for p in val}) == N_VAL
     assert task.generate("train", 50, seed=0) == train[:50]  # same seed, same stream (prefix-stable)
     assert task.generate("test", 50, seed=1) != test[:50]
 
@@ -70,7 +77,7 @@ def _diff_span(a: str, b: str) -> tuple[str, str]:
 @pytest.mark.parametrize("name", tasks.PAPER_ORDER)
 def test_pairs_differ_minimally(name, generated):
     task = tasks.get(name)
-    for p in generated[name][0] + generated[name][1]:
+    for p in [p for split in generated[name] for p in split]:
         a, b = _diff_span(p.positive, p.negative)
         assert 0 < max(len(a), len(b)) <= MAX_DIFF_CHARS, (name, a, b)
         assert "\n" not in a + b  # the cue is within one line
@@ -79,15 +86,16 @@ def test_pairs_differ_minimally(name, generated):
 
 @pytest.mark.parametrize("name", tasks.PAPER_ORDER)
 def test_splits_are_disjoint(name, generated):
-    train, test = generated[name]
+    train, val, test = generated[name]
     prompts = lambda ps: {x for p in ps for x in (p.positive, p.negative)}  # noqa: E731
-    assert not prompts(train) & prompts(test)
+    assert not prompts(train) & prompts(test) and not prompts(train) & prompts(val)
+    assert not prompts(val) & prompts(test)
 
 
 @pytest.mark.parametrize("name", tasks.PAPER_ORDER)
 def test_prompt_plus_answer_is_python(name, generated):
     """prompt + correct candidate + the pair's completion parses, so prompt + candidate is a valid prefix."""
-    for p in generated[name][0][:500] + generated[name][1]:
+    for p in generated[name][0][:500] + generated[name][1] + generated[name][2]:
         for prompt, good, rest in ((p.positive, p.target, p.pos_rest), (p.negative, p.alt, p.neg_rest)):
             try:
                 ast.parse(prompt + good + rest)
@@ -98,7 +106,7 @@ def test_prompt_plus_answer_is_python(name, generated):
 @pytest.mark.parametrize("name", tasks.PAPER_ORDER)
 def test_candidates_are_single_pre_tokens_at_a_boundary(name, generated):
     """Tokenizer-independent half of the rule: each candidate is its own pre-token right after the prompt."""
-    for p in generated[name][0][:N_RULE] + generated[name][1][:N_RULE]:
+    for p in [p for split in generated[name] for p in split[:N_RULE]]:
         for prompt in (p.positive, p.negative):
             base = pre_tokens(prompt)
             for c in (p.target, p.alt):
@@ -107,7 +115,7 @@ def test_candidates_are_single_pre_tokens_at_a_boundary(name, generated):
 
 @pytest.mark.parametrize("name", tasks.PAPER_ORDER)
 def test_token_boundary_rule_under_project_tokenizer(name, generated, tokenizer):
-    pairs = generated[name][0][:N_RULE] + generated[name][1][:N_RULE]
+    pairs = [p for split in generated[name] for p in split[:N_RULE]]
     ok, why = tasks.check_pairs(tokenizer, pairs)
     assert len(ok) == len(pairs), dict(why)
 

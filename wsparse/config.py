@@ -192,8 +192,9 @@ class PruneConfig:
     steps: int = 1000
     chunk_steps: int = 50  # steps per jitted call (the progress bar's granularity)
     batch_pairs: int = 64  # also the chunk size of every evaluation pass
-    n_train_pairs: int = 2000
-    n_test_pairs: int = 500
+    n_train_pairs: int = 2000  # fit the masks
+    n_val_pairs: int = 500  # bisection, the choice among sweep settings, calibration check
+    n_test_pairs: int = 500  # every reported number
     means_tokens: int = 65536
     resample_bank: int = 4096  # real pretraining positions kept for resample ablation
     calibration_steps: int = 16
@@ -213,7 +214,8 @@ class PruneConfig:
         _check(self.target_loss > 0, "prune.target_loss", "must be > 0")
         _check(self.steps >= 1 and self.batch_pairs >= 1 and self.chunk_steps >= 1,
                "prune.steps/batch_pairs/chunk_steps", "must be >= 1")
-        _check(self.n_train_pairs >= 1 and self.n_test_pairs >= 1, "prune.n_train_pairs/n_test_pairs", "must be >= 1")
+        _check(min(self.n_train_pairs, self.n_val_pairs, self.n_test_pairs) >= 1,
+               "prune.n_train_pairs/n_val_pairs/n_test_pairs", "must be >= 1")
         _check(self.resample_bank >= 1 and self.means_tokens >= 1, "prune.resample_bank/means_tokens", "must be >= 1")
         _check(self.sweep_seeds >= 1, "prune.sweep_seeds", "must be >= 1")
         _check(0.0 <= self.warmup_frac < 1.0, "prune.warmup_frac", "must be in [0, 1)")

@@ -6,7 +6,7 @@ import dataclasses
 import random
 from typing import Callable
 
-SPLITS = ("train", "test")
+SPLITS = ("train", "val", "test")  # mask fitting, selection, every reported number
 
 
 class TaskError(ValueError):
@@ -36,8 +36,8 @@ PairFn = Callable[[random.Random, str], Pair]
 class Task:
     """A named binary next-token task.
 
-    ``make_pair(rng, split)`` draws one pair for ``split`` ("train" or "test"); it must draw its names and values from
-    pools that differ between the splits. ``candidates`` lists every string a pair may use as ``target`` or ``alt``:
+    ``make_pair(rng, split)`` draws one pair for ``split`` ("train", "val" or "test"); it must draw its names and
+    values from pools that differ between the splits. ``candidates`` lists every string a pair may use as ``target`` or ``alt``:
     the tokenizer keeps each as one token.
     """
 

@@ -1,7 +1,8 @@
 """Pools of names and values, and the plausible Python that surrounds each task's cue.
 
-Train and test draw from disjoint pools, so no test prompt can occur in training and a pruned circuit is checked on
-names it never saw. ``names`` are single lowercase words: tasks that copy a name (class_init, var_swap, else_elif)
+The three splits draw from disjoint pools: ``train`` fits circuit masks, ``val`` chooses among them (bisection,
+sweep settings, calibration checks), ``test`` gives every reported number, on names neither of the others saw. The
+val pools are carved from the train lists by a fixed rule (every fourth entry, see ``carve``), not chosen by hand. ``names`` are single lowercase words: tasks that copy a name (class_init, var_swap, else_elif)
 use them as candidates, so each ``" " + name`` is a required token and the pools stay small.
 """
 
@@ -13,43 +14,54 @@ import random
 
 IND = "    "
 
-_NAMES = {
+_NAMES_BY_SPLIT = {
     "train": ("count", "total", "value", "items", "result", "index", "name", "data", "size", "path", "key", "text",
               "line", "node", "user", "score", "price", "width", "height", "label", "token", "state", "limit",
               "offset", "buffer", "color", "level", "weight", "message", "parent", "source", "target"),
     "test": ("amount", "length", "record", "entry", "title", "owner", "status", "number", "field", "queue",
              "stack", "cache", "depth", "speed", "image", "block"),
 }
-_IDENTS = {  # context-only variables
+_IDENTS_BY_SPLIT = {  # context-only variables
     "train": ("config", "results", "max_size", "counter", "rows", "options", "tmp_dir", "user_id", "num_items",
               "output", "values", "scores", "lines", "prefix", "matrix", "words"),
     "test": ("settings", "batch", "min_len", "matches", "lookup", "chunk_size", "seen_ids", "columns", "report",
              "pairs", "suffix", "grid", "tokens", "weights"),
 }
-_FUNCS = {
+_FUNCS_BY_SPLIT = {
     "train": ("load_data", "parse_line", "compute_total", "process_batch", "update_state", "build_index",
               "handle_request", "read_config", "format_row", "check_input", "main", "run_job"),
     "test": ("fetch_items", "render_page", "validate_entry", "transform", "collect_stats", "merge_tables",
              "resolve_path", "emit_event"),
 }
-_CLASSES = {
+_CLASSES_BY_SPLIT = {
     "train": ("Parser", "Node", "Session", "Worker", "Buffer", "Account", "Player", "Order"),
     "test": ("Registry", "Tracker", "Reader", "Scheduler", "Profile", "Window"),
 }
-_WORDS = {  # string contents and comments; letters only
+_WORDS_BY_SPLIT = {  # string contents and comments; letters only
     "train": ("hello", "world", "done", "error", "loading", "saving", "ready", "failed", "starting", "finished",
               "missing", "invalid", "warning", "found", "skipping", "retry", "connected", "timeout", "file",
               "step", "row", "column", "input", "check", "update", "debug", "server", "client"),
     "test": ("complete", "pending", "updated", "removed", "received", "unknown", "empty", "closing", "opening",
              "waiting", "parsed", "sending", "model", "cell", "query", "packet"),
 }
-_MODULES = {"train": ("os", "sys", "json", "math", "re"), "test": ("time", "random", "csv", "string")}
+_MODULES_BY_SPLIT = {"train": ("os", "sys", "json", "math", "re"), "test": ("time", "random", "csv", "string")}
+
+
+def carve(two_splits: dict[str, tuple]) -> dict[str, tuple]:
+    """``{"train", "test"}`` lists -> three disjoint splits: every fourth train entry (indices 3, 7, ...) is val."""
+    train = two_splits["train"]
+    return {"train": tuple(x for i, x in enumerate(train) if i % 4 != 3), "val": train[3::4],
+            "test": two_splits["test"]}
+
+
+_NAMES, _IDENTS, _FUNCS, _CLASSES, _WORDS, _MODULES = map(carve, (
+    _NAMES_BY_SPLIT, _IDENTS_BY_SPLIT, _FUNCS_BY_SPLIT, _CLASSES_BY_SPLIT, _WORDS_BY_SPLIT, _MODULES_BY_SPLIT))
 
 
 def _numbers(split: str) -> tuple[int, ...]:
     nums = list(range(2, 1000))
     random.Random(0).shuffle(nums)
-    return tuple(nums[:660] if split == "train" else nums[660:])
+    return carve({"train": tuple(nums[:660]), "test": tuple(nums[660:])})[split]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -76,8 +88,8 @@ def pools(split: str) -> Pools:
 
 
 def all_names() -> tuple[str, ...]:
-    """Both splits' single-word names: the copy tasks' candidate pool."""
-    return _NAMES["train"] + _NAMES["test"]
+    """Every split's single-word names: the copy tasks' candidate pool."""
+    return _NAMES["train"] + _NAMES["val"] + _NAMES["test"]
 
 
 # ---------------------------------------------------------------------------------------------------------------------

@@ -9,7 +9,7 @@ from wsparse.tasks.base import Pair, Task
 
 # (read word, write word): the cue inside the path variable's name. The suffixes differ between splits.
 _MODE_WORDS = (("input", "output"), ("in", "out"), ("src", "dst"), ("source", "dest"), ("read", "write"))
-_SUFFIXES = {"train": ("path", "file", "csv", "json"), "test": ("fname", "filename", "txt", "log")}
+_SUFFIXES = C.carve({"train": ("path", "file", "csv", "json"), "test": ("fname", "filename", "txt", "log")})
 
 
 def _open_distractor(rng: random.Random, p: C.Pools) -> str:
