@@ -112,7 +112,7 @@ def test_default_sources_are_the_standard_library_without_installed_packages(tmp
     for rel in ("os.py", "json/decoder.py", "site-packages/extra/mod.py", "dist-packages/other.py"):
         (lib / rel).parent.mkdir(parents=True, exist_ok=True)
         (lib / rel).write_text(f"# {rel}\nx = 1\n")
-    monkeypatch.setattr(corpus.sysconfig, "get_paths", lambda: {"stdlib": str(lib)})
+    monkeypatch.setattr(corpus, "stdlib_dir", lambda: str(lib))
     got = corpus.collect(DataConfig(default_sources=True), log=lambda _: None)
     assert sorted(os.path.relpath(d.source, lib) for d in got.docs) == ["json/decoder.py", "os.py"]
     listed = corpus.collect(DataConfig(default_sources=False, sources=(str(lib),)), log=lambda _: None)

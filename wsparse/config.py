@@ -121,7 +121,7 @@ class DataConfig:
     tokenizer_train_bytes: int = 20_000_000  # bytes of corpus the BPE is trained on
     required_tokens: tuple[str, ...] = ()  # extra strings that must be single tokens
     use_task_tokens: bool = True  # also require every registered task candidate to be one token
-    cache_dir: str = ".cache/wsparse_data"
+    cache_dir: str = ""  # "": $WSPARSE_DATA_CACHE or ~/.cache/wsparse/data (wsparse.data.store.cache_root)
     seed: int = 0
 
     def validate(self) -> None:

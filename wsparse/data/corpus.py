@@ -15,6 +15,7 @@ import glob
 import hashlib
 import multiprocessing
 import os
+import sys
 import sysconfig
 from typing import Callable, Iterable, Mapping
 
@@ -53,7 +54,11 @@ def default_roots() -> list[str]:
     Installed packages (site-packages, also the one inside the standard library's directory) are left out; list them
     in ``data.sources`` to train on them.
     """
-    return [os.path.realpath(sysconfig.get_paths()["stdlib"])]
+    return [os.path.realpath(stdlib_dir())]
+
+
+def stdlib_dir() -> str:
+    return sysconfig.get_paths()["stdlib"]
 
 
 def _expand(source: str, skip_dirs: tuple[str, ...] = ()) -> list[tuple[str, str]]:
@@ -75,6 +80,13 @@ def _expand(source: str, skip_dirs: tuple[str, ...] = ()) -> list[tuple[str, str
 
 def sources(cfg: DataConfig) -> list[str]:
     return (default_roots() if cfg.default_sources else []) + list(cfg.sources)
+
+
+def source_key(cfg: DataConfig) -> list[str]:
+    """The sources as the data cache key sees them: the standard library by Python version, not by its path on this
+    machine, so the same version gives the same key everywhere; listed sources as written."""
+    default = [f"<stdlib of Python {sys.version_info.major}.{sys.version_info.minor}>"] if cfg.default_sources else []
+    return default + list(cfg.sources)
 
 
 def list_files(srcs: Iterable[str], skip_dirs: Mapping[str, tuple[str, ...]] | None = None) -> list[str]:

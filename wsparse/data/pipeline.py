@@ -74,11 +74,13 @@ def train_iterator(prepared: Prepared, *, n_ctx: int, global_batch: int, seed: i
                          process_count=process_count)
 
 
-def val_batches(prepared: Prepared, *, n_ctx: int, batch: int, n_batches: int) -> np.ndarray:
-    """The fixed validation set: the first windows of val.bin in order (cycling if val is short)."""
-    tokens = prepared.val_tokens()
+def val_batches(prepared: Prepared, *, n_ctx: int, batch: int, n_batches: int, kind: str = "all") -> np.ndarray:
+    """The fixed validation set: the first windows of the val shard in order (cycling if val is short). ``kind``
+    "real" or "synthetic" takes only the documents of the real corpus or of the generator."""
+    tokens = prepared.val_tokens(kind)
     n = _n_windows(len(tokens), n_ctx)
     if n == 0:
-        raise DataError(f"val split of {prepared.dir} has {len(tokens)} tokens, fewer than one window of {n_ctx + 1}")
+        raise DataError(f"val split ({kind}) of {prepared.dir} has {len(tokens)} tokens, fewer than one window of "
+                        f"{n_ctx + 1}")
     starts = (np.arange(batch * n_batches) % n) * n_ctx
     return _gather(tokens, starts, n_ctx).reshape(n_batches, batch, n_ctx + 1)

@@ -1,8 +1,14 @@
 """Prepared data on disk: uint16 token shards + tokenizer + manifest, cached by a fingerprint of what made them.
 
 The cache key covers the DataConfig (minus ``cache_dir``), the effective required-token list, the source roots, the
-synthetic generator's code and a format version, so changing any of them builds a new cache instead of silently reusing a stale one. A cache is built in
-a temporary directory and renamed into place, so a crash never leaves half of one.
+synthetic generator's code and a format version, so changing any of them builds a new cache instead of silently
+reusing a stale one. The manifest also records ``corpus_sha256``, a hash of the documents' contents, so two machines
+can check that they trained on the same text. A cache is built in a temporary directory and renamed into place, so a
+crash never leaves half of one. The cache lives under an absolute directory (``cache_root``), so every working
+directory finds the same one.
+
+Validation documents are written twice: all of them to ``val.bin``, and by kind to ``val_real.bin`` (files of the
+real corpus) and ``val_synthetic.bin`` (generated programs), so validation loss can be reported for each.
 """
 
 from __future__ import annotations
@@ -25,8 +31,9 @@ from wsparse.data import tokenizer as tok_lib
 from wsparse.data.errors import DataError, IncompatibleDataError, ShardError
 from wsparse.files import sha256_file
 
-FORMAT = 1
-SHARDS = ("train.bin", "val.bin")
+FORMAT = 2
+VAL_KINDS = ("all", "real", "synthetic")
+SHARDS = ("train.bin", "val.bin", "val_real.bin", "val_synthetic.bin")
 DTYPE = np.uint16
 _ENCODE_BATCH_BYTES = 4_000_000
 
@@ -55,13 +62,18 @@ class Prepared:
         if size != expected * np.dtype(DTYPE).itemsize:
             raise ShardError(f"token shard {path} is truncated or corrupt: {size} bytes, manifest says "
                              f"{expected * np.dtype(DTYPE).itemsize}; delete {self.dir} to rebuild it")
+        if expected == 0:  # e.g. no real documents in val: numpy cannot map an empty file
+            return np.zeros(0, DTYPE)
         return np.memmap(path, dtype=DTYPE, mode="r")
 
     def train_tokens(self) -> np.ndarray:
         return self._tokens("train.bin")
 
-    def val_tokens(self) -> np.ndarray:
-        return self._tokens("val.bin")
+    def val_tokens(self, kind: str = "all") -> np.ndarray:
+        """Validation tokens: every val document, or only those of the real corpus or of the generator."""
+        if kind not in VAL_KINDS:
+            raise ValueError(f"val kind must be one of {VAL_KINDS}, got {kind!r}")
+        return self._tokens("val.bin" if kind == "all" else f"val_{kind}.bin")
 
     def verify(self) -> None:
         """Checks every shard's size and sha256 and the tokenizer's sha256 against the manifest."""
@@ -103,24 +115,39 @@ def required_tokens(cfg: C.DataConfig, log: Callable[[str], None] = print) -> tu
 def fingerprint(cfg: C.DataConfig, required: Sequence[str]) -> str:
     data = C.to_dict(cfg)
     data.pop("cache_dir")
-    blob = {"format": FORMAT, "data": data, "required": list(required), "sources": corpus_lib.sources(cfg)}
+    blob = {"format": FORMAT, "data": data, "required": list(required), "sources": corpus_lib.source_key(cfg)}
     if cfg.synthetic_weight > 0:  # a change to the generator's code is a change to the corpus
         blob["synthetic"] = sha256_file(synthetic.__file__)
     return hashlib.sha256(json.dumps(blob, sort_keys=True).encode()).hexdigest()[:16]
 
 
+def cache_root(cache_dir: str) -> str:
+    """The absolute directory holding prepared data: ``cache_dir`` if set (relative to the working directory), else
+    ``$WSPARSE_DATA_CACHE``, else ``$XDG_CACHE_HOME/wsparse/data`` (``~/.cache/wsparse/data``)."""
+    if not cache_dir:
+        cache_dir = os.environ.get("WSPARSE_DATA_CACHE") or os.path.join(
+            os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"), "wsparse", "data")
+    return os.path.abspath(os.path.expanduser(cache_dir))
+
+
+def prepared_dir(cfg: C.DataConfig, *, log: Callable[[str], None] = print) -> str:
+    """Where ``prepare(cfg)`` builds or finds its data (nothing is built)."""
+    return os.path.join(cache_root(cfg.cache_dir), fingerprint(cfg, required_tokens(cfg, log)))
+
+
 def prepare(cfg: C.DataConfig, *, log: Callable[[str], None] = print) -> Prepared:
-    """Builds (or reuses) the cache under ``cfg.cache_dir/<fingerprint>/``."""
+    """Builds (or reuses) the cache under ``cache_root(cfg.cache_dir)/<fingerprint>/``."""
     req = required_tokens(cfg, log)
     fp = fingerprint(cfg, req)
-    final = os.path.abspath(os.path.join(cfg.cache_dir, fp))
+    root = cache_root(cfg.cache_dir)
+    final = os.path.join(root, fp)
     if os.path.exists(os.path.join(final, "manifest.json")):
         prepared = load(final)
         prepared.verify()
         log(f"reusing prepared data in {final}")
         return prepared
-    os.makedirs(cfg.cache_dir, exist_ok=True)
-    tmp = os.path.join(cfg.cache_dir, f".tmp-{fp}-{os.getpid()}")
+    os.makedirs(root, exist_ok=True)
+    tmp = os.path.join(root, f".tmp-{fp}-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     os.makedirs(tmp)
     try:
@@ -133,6 +160,15 @@ def prepare(cfg: C.DataConfig, *, log: Callable[[str], None] = print) -> Prepare
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return load(final)
+
+
+def corpus_sha256(docs: Sequence[corpus_lib.Document]) -> str:
+    """A hash of the corpus text: the ordered documents' contents (not their paths), identical on every machine that
+    collected the same text."""
+    h = hashlib.sha256()
+    for d in docs:
+        h.update(d.digest)
+    return h.hexdigest()
 
 
 def load(path: str) -> Prepared:
@@ -169,8 +205,8 @@ def _build(cfg: C.DataConfig, req: Sequence[str], fp: str, out: str, log: Callab
     tok_sha = tok_lib.save(tok, os.path.join(out, "tokenizer.json"))
     eot = tok_lib.eot_id(tok)
 
-    counts = {"train": 0, "val": 0}
-    files = {"train": open(os.path.join(out, "train.bin"), "wb"), "val": open(os.path.join(out, "val.bin"), "wb")}
+    counts = {"train": 0, "val": 0, "val_real": 0, "val_synthetic": 0}
+    files = {name: open(os.path.join(out, f"{name}.bin"), "wb") for name in counts}
     total = sum(len(d.text.encode()) for d in docs)
     eot_arr = np.array([eot], DTYPE)
     try:
@@ -182,12 +218,13 @@ def _build(cfg: C.DataConfig, req: Sequence[str], fp: str, out: str, log: Callab
                     size += len(docs[j].text)
                     j += 1
                 encs = tok.encode_batch_fast([d.text for d in docs[i:j]], add_special_tokens=False)
-                for enc, is_v in zip(encs, split[i:j]):
-                    name = "val" if is_v else "train"
+                for enc, doc, is_v in zip(encs, docs[i:j], split[i:j]):
+                    kind = "val_synthetic" if doc.source == "synthetic" else "val_real"
                     ids = np.asarray(enc.ids, dtype=DTYPE)
-                    files[name].write(eot_arr.tobytes())
-                    files[name].write(ids.tobytes())
-                    counts[name] += 1 + len(ids)
+                    for name in ("val", kind) if is_v else ("train",):
+                        files[name].write(eot_arr.tobytes())
+                        files[name].write(ids.tobytes())
+                        counts[name] += 1 + len(ids)
                 bar.update(sum(len(d.text.encode()) for d in docs[i:j]))
                 i = j
     finally:
@@ -206,6 +243,7 @@ def _build(cfg: C.DataConfig, req: Sequence[str], fp: str, out: str, log: Callab
         "files": {k: v for k, v in corpus.stats.items() if k != "skipped"},
         "skipped": corpus.stats["skipped"],
         "documents": {"train": len(docs) - sum(split), "val": sum(split)},
+        "corpus_sha256": corpus_sha256(docs),
         "tokens": counts,
         "vocab_size": cfg.vocab_size,
         "eot_id": eot,
