@@ -1,4 +1,4 @@
-"""The paper's model family (PAPER.md sections 1-2): `--config=configs/paper.py:4x`, or `:4x,dense`.
+"""The paper's model family (docs/method.md sections 1-2): `--config=configs/paper.py:4x`, or `:4x,dense`.
 
 Expansion factor e: 8 layers, D = 256e, d_mlp = 1024e, 16e heads of 16, n_ctx 256, vocab 2048. Densities follow the
 release: interior pfrac / e^2, embeddings, unembedding and biases pfrac / e, so L0 is about pfrac * 7.4M at every e.

@@ -6,7 +6,7 @@ Variants:
   fast      one setting (lr 1e-2), 200 steps of 8 pairs, 64 test pairs, fewer controls: the CPU demo (about 35 s
             per task for the demo model on 2 cores, against hours for the default sweep there)
   sweep     a larger sweep: 4 k_coef x 3 lr x 2 seeds = 24 settings, 2000 steps
-  zero, resample   the default with another ablation mode (PAPER.md section 5's criticism to test against)
+  zero, resample   the default with another ablation mode (docs/method.md section 5's criticism to test against)
 """
 
 import ml_collections

@@ -29,7 +29,7 @@ class ConfigError(ValueError):
 
 @dataclasses.dataclass(frozen=True)
 class ModelConfig:
-    """PAPER.md section 1. Weights are stored [in, out] (x @ w)."""
+    """docs/method.md section 1. Weights are stored [in, out] (x @ w)."""
 
     vocab_size: int = 2048
     n_ctx: int = 256
@@ -65,7 +65,7 @@ class ModelConfig:
 
 @dataclasses.dataclass(frozen=True)
 class SparsityConfig:
-    """PAPER.md section 2: per-tensor magnitude top-k after every step, annealed from dense."""
+    """docs/method.md section 2: per-tensor magnitude top-k after every step, annealed from dense."""
 
     enabled: bool = True
     interior_density: float = 1 / 16  # c_attn, attn c_proj, c_fc, mlp c_proj
@@ -86,7 +86,7 @@ class SparsityConfig:
 
 @dataclasses.dataclass(frozen=True)
 class OptimConfig:
-    """PAPER.md section 2: RMS-clipped AdamW with the sharkfin learning rate."""
+    """docs/method.md section 2: RMS-clipped AdamW with the sharkfin learning rate."""
 
     lr: float = 1.28e-2
     warmup_frac: float = 0.01
@@ -109,7 +109,7 @@ class OptimConfig:
 
 @dataclasses.dataclass(frozen=True)
 class DataConfig:
-    """PAPER.md section 3: a Python corpus, a 2048-token BPE, token shards read through grain."""
+    """docs/method.md section 3: a Python corpus, a 2048-token BPE, token shards read through grain."""
 
     default_sources: bool = True  # the interpreter's standard library (installed packages never)
     sources: tuple[str, ...] = ()  # extra directories or glob patterns of .py files
@@ -166,7 +166,7 @@ class DistributedConfig:
 
 @dataclasses.dataclass(frozen=True)
 class PruneConfig:
-    """PAPER.md section 5: learned node masks over a frozen model, then bisection to the target loss.
+    """docs/method.md section 5: learned node masks over a frozen model, then bisection to the target loss.
 
     Default budget (instead of the paper's CARBS, 32 rounds x 8 runs): one vmapped sweep of 8 settings,
     k_coef {3e-5, 1e-4, 3e-4, 1e-3} x lr {3e-3, 1e-2} around the paper's centre, 1000 steps of 64 pairs each;

@@ -1,10 +1,10 @@
-"""The paper's GPT-2-style transformer (PAPER.md section 1) as pure functions over a nested dict of arrays.
+"""The paper's GPT-2-style transformer (docs/method.md section 1) as pure functions over a nested dict of arrays.
 
-Parameters are float32 and stored ``[in, out]`` (``y = x @ w + b``) under the path names of docs/interfaces.md.
+Parameters are float32 and stored ``[in, out]`` (``y = x @ w + b``) under the path names of docs/architecture.md.
 ``forward`` casts them to ``cfg.dtype`` for the matmuls and always returns float32 logits.
 
-``node_fn(name, x)`` is called at every node location of PAPER.md section 5, after that location's AbsTopK: capture,
-masking and ablation all go through this one hook, so no other copy of the forward pass exists.
+``node_fn(name, x)`` is called at every node location of docs/method.md section 5, after that location's AbsTopK:
+capture, masking and ablation all go through this one hook, so no other copy of the forward pass exists.
 """
 
 from __future__ import annotations

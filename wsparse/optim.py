@@ -1,4 +1,4 @@
-"""The optimiser of PAPER.md section 2 as one optax chain.
+"""The optimiser of docs/method.md section 2 as one optax chain.
 
 global gradient-RMS clip -> Adam (b1 0.9, b2 0.95, eps 0.1) -> decoupled weight decay on matrices -> -lr(step),
 with lr(step) = "sharkfin" (linear warmup, linear decay to 0) x sqrt(target_density / current_density).

@@ -1,4 +1,5 @@
-"""Weight sparsity (PAPER.md section 2): per-tensor magnitude top-k after every optimizer step, annealed from dense.
+"""Weight sparsity (docs/method.md section 2): per-tensor magnitude top-k after every optimizer step, annealed from
+dense.
 
 The projection keeps exactly ``k = max(1, round(density * size))`` entries per sparse tensor (fewer nonzeros only if
 the tensor has fewer than ``k`` nonzero entries to begin with). Because the density changes every step while

@@ -1,4 +1,4 @@
-"""Circuit extraction (PAPER.md section 5): learned node masks over a frozen model, bisection, validation.
+"""Circuit extraction (docs/method.md section 5): learned node masks over a frozen model, bisection, validation.
 
     from wsparse.circuits import extract, means
     stats = means.for_run(run, cfg.prune)                 # pretraining node means (+ resample bank), cached

@@ -1,4 +1,4 @@
-"""Circuit graphs: kept nodes per location and the edges between them (PAPER.md section 5).
+"""Circuit graphs: kept nodes per location and the edges between them (docs/method.md section 5).
 
 An edge is a nonzero weight entry whose two ends are kept nodes. Weights are stored ``[in, out]``, so entry
 ``w[i, j]`` is the edge ``source:i -> destination:j``. The circuit size the paper reports is the edge count.

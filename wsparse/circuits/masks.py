@@ -1,4 +1,4 @@
-"""Node masks (PAPER.md section 5): the layout of mask units over node locations, parameterisations, temperatures.
+"""Node masks (docs/method.md section 5): the layout of mask units over node locations, parameterisations, temperatures.
 
 Every node location of the model (``model.node_shapes``) is one slice of a flat node vector, so a whole circuit is a
 single ``[N]`` array that can be ranked, top-k'd and vmapped. Masks are learned per *unit*: with ``tie_qk`` the q and

@@ -1,4 +1,4 @@
-"""The mask optimisation, sweeps, bisection and calibration of PAPER.md section 5, all jitted over a frozen model.
+"""The mask optimisation, sweeps, bisection and calibration of docs/method.md section 5, all jitted over a frozen model.
 
 Every compiled program is a module-level function whose one static argument is a ``MaskSpec``: a frozen dataclass of
 exactly the configuration the traced code reads (the model config and the pruning fields that shape the program).

@@ -1,4 +1,4 @@
-"""Faithfulness checks of a circuit (PAPER.md section 5): sufficiency, necessity, random controls, and the
+"""Faithfulness checks of a circuit (docs/method.md section 5): sufficiency, necessity, random controls, and the
 attribution-pruning baseline the paper compares learned masks against."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Collects, filters, deduplicates and splits the Python corpus (PAPER.md section 3).
+"""Collects, filters, deduplicates and splits the Python corpus (docs/method.md section 3).
 
 Real code defaults to the running interpreter's standard library and site-packages, so a run works anywhere with no
 network. Files are visited in a deterministic order that does not depend on the machine's absolute paths (sorted by a

@@ -1,4 +1,4 @@
-"""The paper's byte-level BPE (PAPER.md section 3), with required strings guaranteed to be single tokens.
+"""The paper's byte-level BPE (docs/method.md section 3), with required strings guaranteed to be single tokens.
 
 Required strings (task candidates) are NOT added as HF "added tokens": those are cut out of the text before
 pre-tokenisation, so ``encode(prompt) + [id(c)]`` would stop matching ``encode(prompt + c)``. Instead we train the BPE,

@@ -1,4 +1,4 @@
-"""The 20 binary next-token tasks of PAPER.md section 4, their registry, encoding, contrast loss and evaluation.
+"""The 20 binary next-token tasks of docs/method.md section 4, their registry, encoding, contrast loss and evaluation.
 
     from wsparse import tasks
     tasks.names()                        # the registered task names
