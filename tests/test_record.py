@@ -2,11 +2,13 @@
 
 import dataclasses
 import json
+import types
 
+import numpy as np
 import pytest
 
 from wsparse import config as config_lib
-from wsparse.circuits import record
+from wsparse.circuits import extract, record
 from wsparse.circuits.record import CircuitRecord, RecordError
 
 
@@ -136,3 +138,22 @@ def test_unknown_fields_bad_values_and_bad_json_are_refused(tmp_path):
         record.load(path)
     assert str(e.value).startswith(path)
     assert isinstance(e.value, ValueError)
+
+
+def test_prune_task_adds_provenance_and_writes_the_record(tmp_path, monkeypatch):
+    """prune_task: the run's checkpoint step and tokenizer hash, the config and the means' token count go into
+    RUN/circuits/<task>/circuit.json (extraction itself is replaced here; test_circuits runs it for real)."""
+    bare = dataclasses.replace(solved(), checkpoint_step=None, tokenizer_sha256=None, prune_config=None,
+                               means_tokens=None)
+    monkeypatch.setattr(extract, "extract", lambda *a, **k: (bare, [{"setting": 0, "n_edges": 2}]))
+    monkeypatch.setattr("wsparse.tasks.encode", lambda *a, **k: None)
+    cfg = config_lib.PruneConfig(steps=5)
+    run = types.SimpleNamespace(cfg=types.SimpleNamespace(model=types.SimpleNamespace(n_ctx=8)), params=None,
+                                tokenizer=None, tokenizer_sha256="cd" * 32, step=np.int64(30),
+                                workdir=str(tmp_path))
+    stats = types.SimpleNamespace(n_tokens=2048)
+    rec = extract.prune_task(run, "for_while", cfg, stats)
+    assert (rec.checkpoint_step, rec.tokenizer_sha256, rec.means_tokens) == (30, "cd" * 32, 2048)
+    assert rec.prune_config == config_lib.to_dict(cfg) and type(rec.checkpoint_step) is int
+    assert record.load(record.path_for(str(tmp_path), "for_while")) == rec
+    assert (tmp_path / "circuits" / "for_while" / "sweep.jsonl").read_text() == '{"setting": 0, "n_edges": 2}\n'

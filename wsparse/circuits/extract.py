@@ -1,8 +1,9 @@
-"""One task end to end: check the unpruned model, sweep masks, bisect, pick, calibrate, validate, write the artifact."""
+"""One task end to end: check the unpruned model, sweep masks, bisect, pick, calibrate, validate, write the artifact
+(a :class:`wsparse.circuits.record.CircuitRecord` in ``circuit.json``, and the sweep log in ``sweep.jsonl``)."""
 
 from __future__ import annotations
 
-import hashlib
+import dataclasses
 import json
 import os
 from typing import Any, Callable
@@ -11,32 +12,30 @@ import jax
 import numpy as np
 
 from wsparse import config as C
-from wsparse.circuits import graph, validate
+from wsparse.circuits import graph, record, validate
 from wsparse.circuits.means import NodeStats
 from wsparse.circuits.prune import Pruner, calibrate, pair_loss, pairs_from_batch, settings_grid
+from wsparse.circuits.record import CircuitRecord
 from wsparse.config import ModelConfig, PruneConfig
 
 
 def extract(params: Any, model_cfg: ModelConfig, cfg: PruneConfig, stats: NodeStats, train_batch: Any,
             test_batch: Any, *, task: str, progress: Callable[[int], None] | None = None
-            ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """Returns the circuit record (JSON-ready) and the sweep log (one row per setting)."""
+            ) -> tuple[CircuitRecord, list[dict[str, Any]]]:
+    """Returns the circuit record (without provenance: see ``prune_task``) and the sweep log (one row per setting)."""
     pr = Pruner(params, model_cfg, cfg, stats)
     host_params = jax.device_get(params)
     train, test = pr.pad(train_batch), pr.pad(test_batch)
     n_nodes_total = pr.layout.n_nodes
     full = np.ones((1, n_nodes_total), np.float32)
     unpruned = {"train": float(pr.loss(full, train)[0]), "test": float(pr.loss(full, test)[0])}
-    record: dict[str, Any] = {
-        "task": task, "target_loss": cfg.target_loss, "unpruned_loss": unpruned, "ablation": cfg.ablation,
-        "mask_param": cfg.mask_param, "tie_qk": cfg.tie_qk, "n_model_nodes": n_nodes_total,
-        "n_train_pairs": int(train_batch.tokens.shape[0] // 2), "n_test_pairs": int(test_batch.tokens.shape[0] // 2),
-    }
+    common = dict(task=task, target_loss=cfg.target_loss, unpruned_loss=unpruned, ablation=cfg.ablation,
+                  n_model_nodes=n_nodes_total, n_train_pairs=int(train_batch.tokens.shape[0] // 2),
+                  n_test_pairs=int(test_batch.tokens.shape[0] // 2))
     if unpruned["test"] > cfg.target_loss:
-        record["status"] = "unsolved"
-        record["message"] = (f"the unpruned model's test loss {unpruned['test']:.4f} is above the target "
-                             f"{cfg.target_loss}: no circuit can meet it")
-        return record, []
+        message = (f"the unpruned model's test loss {unpruned['test']:.4f} is above the target "
+                   f"{cfg.target_loss}: no circuit can meet it")
+        return CircuitRecord(status="unsolved", message=message, **common), []
 
     settings = settings_grid(cfg)
     tau, logs = pr.train(settings, pairs_from_batch(train_batch), progress)
@@ -70,28 +69,26 @@ def extract(params: Any, model_cfg: ModelConfig, cfg: PruneConfig, stats: NodeSt
         attr_m = attribution.pop("m_nodes")
         _, attr_counts = graph.edges(host_params, pr.layout.split(attr_m), with_list=False)
         attribution |= {"n_nodes": int(attr_m.sum()), "n_edges": attr_counts["total"]}
-    record |= {
-        "status": "ok",
-        "circuit_loss": {
+    validation = {
+        "sufficiency": validate.sufficiency(pr, m, test, cfg.target_loss),
+        "necessity": validate.necessity(pr, m, test, unpruned["test"]),
+        "random_controls": validate.random_controls(pr, m, test, cfg.target_loss, cfg.n_random_controls, cfg.seed),
+        "attribution_baseline": attribution,
+    }
+    rec = CircuitRecord(
+        status="ok", **common,
+        circuit_loss={
             "train": best["train_loss"], "test": best["test_loss"],
             "train_calibrated": float(pair_loss(d_train, train.weight, a, b)),
             "test_calibrated": float(pair_loss(d_test, test.weight, a, b)),
         },
-        "calibration": {"form": "a * (logit[target] - logit[alt]) + b", "a": a, "b": b,
-                        "steps": cfg.calibration_steps, "fit_on": "train"},
-        "nodes": graph.kept_indices(pr.layout.split(m)),
-        "n_nodes": int(m.sum()), "k_units": int(k[s]),
-        "edges": edges, "n_edges": counts,
-        "hyperparameters": {key: best[key] for key in settings} | _hyper(cfg),
-        "validation": {
-            "sufficiency": validate.sufficiency(pr, m, test, cfg.target_loss),
-            "necessity": validate.necessity(pr, m, test, unpruned["test"]),
-            "random_controls": validate.random_controls(pr, m, test, cfg.target_loss, cfg.n_random_controls,
-                                                        cfg.seed),
-            "attribution_baseline": attribution,
-        },
-    }
-    return record, rows
+        calibration=record.Calibration(a=float(a), b=float(b), steps=cfg.calibration_steps, fit_on="train"),
+        nodes=graph.kept_indices(pr.layout.split(m)), n_nodes=int(m.sum()), k_units=int(k[s]),
+        edges=edges, n_edges=counts,
+        hyperparameters={key: best[key] for key in settings} | _hyper(cfg),
+        validation=record.Validation.from_json(validation),
+    )
+    return rec, rows
 
 
 def _hyper(cfg: PruneConfig) -> dict[str, Any]:
@@ -107,16 +104,8 @@ def _py(v: Any) -> Any:
     return v.item() if hasattr(v, "item") else v
 
 
-def tokenizer_sha256(workdir: str) -> str | None:
-    path = os.path.join(workdir, "tokenizer.json")
-    if not os.path.exists(path):
-        return None
-    with open(path, "rb") as f:
-        return hashlib.sha256(f.read()).hexdigest()
-
-
 def prune_task(run: Any, task_name: str, cfg: PruneConfig, stats: NodeStats,
-               progress: Callable[[int], None] | None = None) -> dict[str, Any]:
+               progress: Callable[[int], None] | None = None) -> CircuitRecord:
     """Encodes the task's train and test splits with the run's tokenizer, extracts, writes ``circuits/<task>/``."""
     from wsparse import tasks
 
@@ -124,19 +113,20 @@ def prune_task(run: Any, task_name: str, cfg: PruneConfig, stats: NodeStats,
     n_ctx = run.cfg.model.n_ctx
     train = tasks.encode(task, run.tokenizer, "train", cfg.n_train_pairs, n_ctx, seed=cfg.seed)
     test = tasks.encode(task, run.tokenizer, "test", cfg.n_test_pairs, n_ctx, seed=cfg.seed)
-    record, rows = extract(run.params, run.cfg.model, cfg, stats, train, test, task=task_name, progress=progress)
-    sha = getattr(run, "tokenizer_sha256", None) or tokenizer_sha256(run.workdir)
-    record |= {"checkpoint_step": int(run.step), "tokenizer_sha256": sha,
-               "prune_config": C.to_dict(cfg), "means_tokens": stats.n_tokens}
-    write(record, rows, os.path.join(run.workdir, "circuits", task_name))
-    return record
+    rec, rows = extract(run.params, run.cfg.model, cfg, stats, train, test, task=task_name, progress=progress)
+    rec = dataclasses.replace(rec, checkpoint_step=int(run.step), tokenizer_sha256=run.tokenizer_sha256,
+                              prune_config=C.to_dict(cfg), means_tokens=stats.n_tokens)
+    write(rec, rows, os.path.dirname(record.path_for(run.workdir, task_name)))
+    return rec
 
 
-def write(record: dict[str, Any], rows: list[dict[str, Any]], out_dir: str) -> None:
+def write(rec: CircuitRecord, rows: list[dict[str, Any]], out_dir: str) -> None:
+    """``out_dir/circuit.json`` and ``out_dir/sweep.jsonl``, each written atomically."""
+    sweep = os.path.join(out_dir, record.SWEEP_FILE)
     os.makedirs(out_dir, exist_ok=True)
-    with open(os.path.join(out_dir, "circuit.json"), "w") as f:
-        json.dump(record, f, indent=1)
-        f.write("\n")
-    with open(os.path.join(out_dir, "sweep.jsonl"), "w") as f:
+    tmp = f"{sweep}.tmp{os.getpid()}"
+    with open(tmp, "w") as f:
         for r in rows:
             f.write(json.dumps(r) + "\n")
+    os.replace(tmp, sweep)
+    record.save(rec, os.path.join(out_dir, record.FILE))
