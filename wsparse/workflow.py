@@ -2,7 +2,7 @@
 
 train -> tasks.json (unpruned task losses) -> circuits/<task>/circuit.json for every solved task -> report.
 Every stage reads the run through ``load_run``, so each can also be run alone from its own entry point
-(``prune_tasks`` is also experiments.prune's loop).
+(``prune_tasks`` is also experiments.prune's loop; ``report_inputs`` is what experiments.report computes).
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from wsparse.files import write_json
 
 if TYPE_CHECKING:
     from wsparse.circuits.record import CircuitRecord
+    from wsparse.report.html import ReportInputs
 
 Log = Callable[[str], None]
 
@@ -161,3 +162,23 @@ def summary_table(results: dict[str, dict], circuits: Mapping[str, CircuitRecord
                     f"{str(c.sufficient):>11}{c.validation.necessity.increase:>12.3f}")
         rows.append(row)
     return "\n".join(rows)
+
+
+def report_inputs(run: Any, *, node_tokens: int = 32768, top_k: int = 5, val_tokens: Any = None,
+                  log: Log = print) -> ReportInputs:
+    """What the report needs from the model: parameter counts and, for every node of the run's circuits, its mean
+    activation and top-activating contexts over ``val_tokens`` (``[n_batches, B, T]``; default ``node_tokens``
+    tokens of the run's validation split). Pass the result to ``write_report(workdir, **inputs)``."""
+    from wsparse.circuits import means
+    from wsparse.report import ReportInputs, artifacts, node_info
+
+    circuits, _ = artifacts.read_circuits(os.path.join(run.workdir, "circuits"))
+    nodes = artifacts.circuit_nodes(circuits)
+    info: dict[str, node_info.NodeInfo] = {}
+    if nodes:
+        tokens = val_tokens if val_tokens is not None else run.val_tokens(node_tokens)
+        log(f"report: activation statistics of {len(nodes)} circuit nodes over {tokens.size} validation tokens")
+        cached = means.cache_path(run.workdir, run.step)
+        mean = means.load(cached).means if os.path.exists(cached) else None
+        info = node_info.compute(run.params, run.cfg.model, run.tokenizer, tokens, nodes, top_k=top_k, means=mean)
+    return ReportInputs(param_counts=artifacts.param_counts(run.params), node_info=info, step=int(run.step))
