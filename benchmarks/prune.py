@@ -58,15 +58,17 @@ def main() -> None:
 
     pcfg = C.from_configdict(prune_config.get_config(""), C.PruneConfig)
     pcfg = dataclasses.replace(pcfg, steps=args.steps, chunk_steps=args.steps, n_random_controls=2,
-                               n_train_pairs=args.train_pairs, n_test_pairs=args.test_pairs, means_tokens=16384)
+                               n_train_pairs=args.train_pairs, n_val_pairs=args.test_pairs,
+                               n_test_pairs=args.test_pairs, means_tokens=16384)
     if args.workdir:
         import wsparse
 
         run = wsparse.load_run(args.workdir)
         mcfg, params = run.cfg.model, run.params
         stats = means.for_run(run, pcfg)
-        train = tasks.encode(args.task, run.tokenizer, "train", pcfg.n_train_pairs, mcfg.n_ctx, seed=0)
-        test = tasks.encode(args.task, run.tokenizer, "test", pcfg.n_test_pairs, mcfg.n_ctx, seed=0)
+        sizes = {"train": pcfg.n_train_pairs, "val": pcfg.n_val_pairs, "test": pcfg.n_test_pairs}
+        batches = {split: tasks.encode(args.task, run.tokenizer, split, n, mcfg.n_ctx, seed=0)
+                   for split, n in sizes.items()}
         what = f"run {args.workdir} step {run.step}, task {args.task}"
     else:
         mcfg = C.from_configdict(demo_config.get_config("")).model
@@ -76,20 +78,21 @@ def main() -> None:
         t_means = time.perf_counter()
         stats = means.compute(params, mcfg, pre, n_bank=pcfg.resample_bank)
         t_means = time.perf_counter() - t_means
-        train = synthetic_batch(mcfg, pcfg.n_train_pairs, args.length, 1)
-        test = synthetic_batch(mcfg, pcfg.n_test_pairs, args.length, 2)
+        batches = {"train": synthetic_batch(mcfg, pcfg.n_train_pairs, args.length, 1),
+                   "val": synthetic_batch(mcfg, pcfg.n_val_pairs, args.length, 2),
+                   "test": synthetic_batch(mcfg, pcfg.n_test_pairs, args.length, 3)}
         what = (f"demo-config model at RANDOM INIT (no trained run given), synthetic task of {args.length} tokens; "
                 f"means over {pre.size} tokens took {t_means:.1f}s cold")
     pr = prune.Pruner(params, mcfg, pcfg, stats)
     full = np.ones((1, pr.layout.n_nodes), np.float32)
-    unpruned = float(pr.loss(full, pr.pad(test))[0])
+    unpruned = max(float(pr.loss(full, pr.pad(batches[split]))[0]) for split in ("val", "test"))
     if unpruned > pcfg.target_loss:
         pcfg = dataclasses.replace(pcfg, target_loss=unpruned + 0.05)
         what += f"; target raised to {pcfg.target_loss:.3f} (unpruned loss {unpruned:.3f})"
     print(what)
     print(f"devices: {jax.devices()}; nodes {pr.layout.n_nodes}; batch {pcfg.batch_pairs} pairs; steps {args.steps}")
 
-    pairs = prune.pairs_from_batch(train)
+    pairs = prune.pairs_from_batch(batches["train"])
     settings = prune.settings_grid(pcfg)
     S = len(settings["seed"])
     one = [prune.take_setting(settings, i) for i in range(S)]
@@ -106,12 +109,12 @@ def main() -> None:
     print(f"  {S} sequential runs of one:    {seq_s:.2f}s  = {seq_s / one_s:.2f}x one run; "
           f"sweep speedup {seq_s / sweep_s:.2f}x")
     t0 = time.perf_counter()
-    record, rows = extract(params, mcfg, pcfg, stats, train, test, task=args.task)
+    record, rows = extract(params, mcfg, pcfg, stats, batches, task=args.task)
     t_extract = time.perf_counter() - t0
     print(f"time to a circuit (full pipeline, sweep of {len(rows)} settings x {args.steps} steps; training "
           f"compiled above, everything else compiled here): "
-          f"{t_extract:.1f}s -> {record['n_nodes']} nodes, {record['n_edges']['total']} edges, "
-          f"test loss {record['circuit_loss']['test']:.3f}")
+          f"{t_extract:.1f}s -> {record.n_nodes} nodes, {record.edges_total} edges, "
+          f"test loss {record.circuit_loss['test']:.3f}")
 
     rest = t_extract - sweep_s
     print(f"extrapolated time to a circuit at the default {C.PruneConfig.steps} steps: "

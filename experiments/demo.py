@@ -48,7 +48,7 @@ def main(argv):
     circuits = workflow.prune_solved(run, results, cfg.prune)
 
     stage("report")
-    path = write_report(workdir, run=run)
+    path = write_report(workdir, **workflow.report_inputs(run))
 
     print(f"\n== summary ({time.perf_counter() - t_start:.0f}s)")
     print(workflow.summary_table(results, circuits, cfg.prune.target_loss))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 
 import jax
 import jax.numpy as jnp
@@ -11,7 +12,8 @@ import pytest
 
 from wsparse import model as M
 from wsparse import tasks
-from wsparse.circuits import graph, masks, means, prune, validate
+from wsparse.circuits import extract as extract_lib
+from wsparse.circuits import graph, masks, means, prune, record, validate
 from wsparse.circuits.extract import extract
 from wsparse.config import ModelConfig, PruneConfig
 
@@ -77,31 +79,58 @@ def test_my_loss_matches_contrast_loss(planted):
     assert pr.loss(np.ones((1, pr.layout.n_nodes)), pr.pad(b))[0] == pytest.approx(float(ref), rel=1e-5)
 
 
-def test_pruner_recovers_planted_circuit(planted):
+def splits(test: tasks.TaskBatch | None = None) -> dict[str, tasks.TaskBatch]:
+    return {"train": cue_batch(32, 0), "val": cue_batch(32, 1), "test": cue_batch(32, 2) if test is None else test}
+
+
+def test_pruner_recovers_planted_circuit(planted, tmp_path):
     params, stats = planted
-    record, rows = extract(params, CFG, PRUNE, stats, cue_batch(32, 0), cue_batch(32, 1), task="cue")
-    assert record["status"] == "ok"
-    kept = {k: v for k, v in record["nodes"].items() if v}
+    rec, rows = extract(params, CFG, PRUNE, stats, splits(), task="cue")
+    assert rec.status == "ok" and rec.is_solved and rec.selected_on == "val"
+    assert (rec.n_train_pairs, rec.n_val_pairs, rec.n_test_pairs) == (32, 32, 32)
+    assert set(rec.circuit_loss) == {"train", "val", "test", "train_calibrated", "val_calibrated", "test_calibrated"}
+    kept = {k: list(v) for k, v in rec.nodes.items() if v}
     assert kept == PLANTED
-    assert record["n_nodes"] == 6
-    assert record["n_edges"]["total"] == 4
-    assert {e[0] + ">" + e[1] for e in record["edges"]} == {
+    assert rec.n_nodes == 6
+    assert rec.n_edges["total"] == rec.edges_total == 4
+    assert {e[0] + ">" + e[1] for e in rec.edges} == {
         "0.attn.act_in:0>0.attn.v:1", "0.attn.v:1>0.attn.resid_delta:2",
         "0.mlp.act_in:2>0.mlp.post_act:3", "0.mlp.post_act:3>0.mlp.resid_delta:5"}
-    v = record["validation"]
-    assert v["sufficiency"]["meets_target"]
-    assert v["necessity"]["increase"] > 0.5  # ablating the circuit alone destroys the task
-    assert v["random_controls"]["min"] > PRUNE.target_loss
-    assert record["circuit_loss"]["test_calibrated"] <= record["circuit_loss"]["test"] + 1e-6
+    v = rec.validation
+    assert v.sufficiency.meets_target and rec.sufficient
+    assert v.necessity.increase > 0.5  # ablating the circuit alone destroys the task
+    assert v.random_controls.min > PRUNE.target_loss and v.random_controls.n == len(v.random_controls.losses) == 2
+    assert rec.circuit_loss["test_calibrated"] <= rec.circuit_loss["test"] + 1e-6
     assert len(rows) == 1 and rows[0]["n_nodes"] == 6
+    # The real extractor's record survives its file: written, read back equal, and at the current schema version.
+    extract_lib.write(rec, rows, str(tmp_path))
+    assert record.load(str(tmp_path / "circuit.json")) == rec
+    assert json.loads((tmp_path / "circuit.json").read_text())["schema_version"] == record.SCHEMA_VERSION
+    assert [json.loads(line) for line in (tmp_path / "sweep.jsonl").read_text().splitlines()] == rows
 
 
-def test_unsolved_task_is_reported_not_pruned(planted):
+def test_unsolved_task_is_reported_not_pruned(planted, tmp_path):
     params, stats = planted
     b = cue_batch(16, 2)
     b = b._replace(correct=b.wrong, wrong=b.correct)  # the model confidently predicts the other candidate
-    record, rows = extract(params, CFG, PRUNE, stats, b, b, task="flipped")
-    assert record["status"] == "unsolved" and rows == [] and "nodes" not in record
+    rec, rows = extract(params, CFG, PRUNE, stats, {"train": b, "val": b, "test": b}, task="flipped")
+    assert rec.status == "unsolved" and not rec.is_solved and rows == [] and rec.nodes is None
+    assert rec.unpruned_loss["val"] > PRUNE.target_loss and "above the target" in rec.message
+    extract_lib.write(rec, rows, str(tmp_path))
+    assert "nodes" not in json.loads((tmp_path / "circuit.json").read_text())
+    assert record.load(str(tmp_path / "circuit.json")) == rec
+
+
+def test_the_circuit_is_chosen_on_val_and_only_reported_on_test(planted):
+    """A test split the model gets wrong changes no choice (same nodes, same sweep decisions), only what is
+    reported: the circuit fails sufficiency there."""
+    params, stats = planted
+    b = cue_batch(32, 2)
+    flipped = b._replace(correct=b.wrong, wrong=b.correct)
+    rec, rows = extract(params, CFG, PRUNE, stats, splits(flipped), task="cue")
+    assert {k: list(v) for k, v in rec.nodes.items() if v} == PLANTED
+    assert rows[0]["meets_target_on_val"] and rows[0]["test_loss"] > 1.0
+    assert rec.circuit_loss["test"] > 1.0 and not rec.sufficient and rec.circuit_loss["val"] <= PRUNE.target_loss
 
 
 def test_same_seed_same_masks_and_seed_matters(planted):

@@ -1,7 +1,8 @@
 """The stages after training, each skipped when its artifact is already up to date: what `make demo` runs.
 
 train -> tasks.json (unpruned task losses) -> circuits/<task>/circuit.json for every solved task -> report.
-Every stage reads the run through ``load_run``, so each can also be run alone from its own entry point.
+Every stage reads the run through ``load_run``, so each can also be run alone from its own entry point
+(``prune_tasks`` is also experiments.prune's loop; ``report_inputs`` is what experiments.report computes).
 """
 
 from __future__ import annotations
@@ -9,9 +10,14 @@ from __future__ import annotations
 import json
 import os
 import time
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 from wsparse.config import Config, PruneConfig
+from wsparse.files import write_json
+
+if TYPE_CHECKING:
+    from wsparse.circuits.record import CircuitRecord
+    from wsparse.report.html import ReportInputs
 
 Log = Callable[[str], None]
 
@@ -39,9 +45,8 @@ def evaluate_tasks(run: Any, names: list[str] | None = None, *, n: int = 500, ba
     results = tasks.evaluate(run.params, run.cfg.model, run.tokenizer, names, split="test", n=n,
                              batch_size=batch_size)
     log(f"evaluated {len(names)} tasks at step {run.step} in {time.perf_counter() - t0:.1f}s")
-    with open(os.path.join(run.workdir, "tasks.json"), "w") as f:
-        json.dump({"step": int(run.step), "split": "test", "tasks": results}, f, indent=2)
-        f.write("\n")
+    write_json(os.path.join(run.workdir, "tasks.json"), {"step": int(run.step), "split": "test", "tasks": results},
+               indent=2)
     return results
 
 
@@ -60,44 +65,87 @@ def cached_task_results(run: Any, names: list[str] | None = None) -> dict[str, d
     return {name: saved["tasks"][name] for name in names}
 
 
-def cached_circuit(run: Any, task: str, cfg: PruneConfig) -> dict | None:
-    """The task's circuit.json if it was made from this checkpoint with this pruning config."""
+def cached_circuit(run: Any, task: str, cfg: PruneConfig, *, log: Log | None = None) -> CircuitRecord | None:
+    """The task's circuit.json if it was made from this checkpoint with this pruning config; None otherwise, also
+    for a file of another schema version (``log`` says why), which is then extracted again."""
     from wsparse import config as config_lib
+    from wsparse.circuits import record
 
-    path = os.path.join(run.workdir, "circuits", task, "circuit.json")
+    path = record.path_for(run.workdir, task)
     if not os.path.exists(path):
         return None
-    with open(path) as f:
-        rec = json.load(f)
-    same = rec.get("checkpoint_step") == run.step and rec.get("prune_config") == config_lib.to_dict(cfg)
+    try:
+        rec = record.load(path)
+    except record.RecordError as e:
+        if log is not None:
+            log(f"{task}: not reusing circuit.json: {e}")
+        return None
+    same = rec.checkpoint_step == run.step and rec.prune_config == config_lib.to_dict(cfg)
     return rec if same else None
 
 
-def prune_solved(run: Any, results: dict[str, dict], cfg: PruneConfig, *, log: Log = print,
-                 progress: bool = True) -> dict[str, dict]:
-    """Prunes every task whose unpruned test loss meets the target; returns {task: circuit record}."""
+def resolve_tasks(spec: str) -> list[str]:
+    """``"all"``, a task name or a comma-separated list -> task names, each checked: TaskError for an unknown one."""
+    from wsparse import tasks
+
+    names = list(tasks.names()) if spec == "all" else [t.strip() for t in spec.split(",") if t.strip()]
+    if not names:
+        raise tasks.TaskError(f"no task named in {spec!r}; known: {', '.join(tasks.names())}")
+    for name in names:
+        tasks.get(name)
+    return names
+
+
+def prune_tasks(run: Any, names: list[str], cfg: PruneConfig, *, reuse: bool = True, log: Log = print,
+                progress: bool = True) -> dict[str, CircuitRecord]:
+    """Extracts the circuit of each task in ``names`` (writing ``circuits/<task>/``); returns {task: record}.
+
+    Every name is checked before any work (TaskError for an unknown task). With ``reuse``, a circuit.json made from
+    this checkpoint and config is kept as it is. Node means are computed (or loaded) only if a task needs pruning.
+    """
     from tqdm import tqdm
 
+    from wsparse import tasks
     from wsparse.circuits import extract, means
 
-    solved = [t for t, r in results.items() if r["loss"] <= cfg.target_loss]
-    log(f"{len(solved)} of {len(results)} tasks meet the target loss {cfg.target_loss}: {', '.join(solved) or '-'}")
-    records: dict[str, dict] = {}
+    for name in names:
+        tasks.get(name)
+    records: dict[str, CircuitRecord] = {}
     stats = None
-    for task in solved:
-        rec = cached_circuit(run, task, cfg)
-        if rec is None:
+    for task in names:
+        rec = cached_circuit(run, task, cfg, log=log) if reuse else None
+        if rec is not None:
+            log(f"{task}: reusing circuit.json (step {run.step}): {describe(rec)}")
+        else:
             stats = stats or means.for_run(run, cfg, log=log)
             t0 = time.perf_counter()
             with tqdm(total=cfg.steps, desc=f"prune {task}", unit="step", leave=False, disable=not progress) as bar:
                 rec = extract.prune_task(run, task, cfg, stats, progress=bar.update)
-            log(f"pruned {task} in {time.perf_counter() - t0:.0f}s: "
-                f"{rec.get('n_nodes')} nodes, {rec.get('n_edges', {}).get('total')} edges")
+            log(f"{task} ({time.perf_counter() - t0:.0f}s): {describe(rec)}")
         records[task] = rec
     return records
 
 
-def summary_table(results: dict[str, dict], circuits: dict[str, dict], target: float) -> str:
+def prune_solved(run: Any, results: dict[str, dict], cfg: PruneConfig, *, log: Log = print,
+                 progress: bool = True) -> dict[str, CircuitRecord]:
+    """Prunes every task whose unpruned test loss meets the target; returns {task: circuit record}."""
+    solved = [t for t, r in results.items() if r["loss"] <= cfg.target_loss]
+    log(f"{len(solved)} of {len(results)} tasks meet the target loss {cfg.target_loss}: {', '.join(solved) or '-'}")
+    return prune_tasks(run, solved, cfg, log=log, progress=progress)
+
+
+def describe(rec: CircuitRecord) -> str:
+    """One line: the circuit's size, losses and validation, or why there is none."""
+    if not rec.is_solved:
+        return f"unsolved (unpruned test loss {rec.unpruned_loss.get('test', float('nan')):.3f} > {rec.target_loss:g})"
+    v, loss = rec.validation, rec.circuit_loss
+    random = v.random_controls.mean
+    return (f"{rec.n_nodes} nodes, {rec.edges_total} edges; test loss {loss['test']:.3f} (calibrated "
+            f"{loss['test_calibrated']:.3f}); necessity +{v.necessity.increase:.3f}"
+            + (f"; random {random:.3f}" if random is not None else ""))
+
+
+def summary_table(results: dict[str, dict], circuits: Mapping[str, CircuitRecord], target: float) -> str:
     """Task, unpruned loss and accuracy, and for solved tasks the circuit's size, loss and validation."""
     head = (f"{'task':<27}{'loss':>8}{'acc':>7}  {'nodes':>6}{'edges':>7}{'circuit loss':>13}"
             f"{'sufficient':>11}{'necessity +':>12}")
@@ -107,11 +155,30 @@ def summary_table(results: dict[str, dict], circuits: dict[str, dict], target: f
         row = f"{task:<27}{r['loss']:>8.3f}{r['accuracy']:>7.2f}  "
         if c is None:
             row += f"{'(unsolved: loss > ' + format(target, 'g') + ')':>49}"
-        elif c.get("status") != "ok":
-            row += f"{c.get('status', '?'):>49}"
+        elif not c.is_solved:
+            row += f"{c.status:>49}"
         else:
-            v = c["validation"]
-            row += (f"{c['n_nodes']:>6}{c['n_edges']['total']:>7}{c['circuit_loss']['test']:>13.3f}"
-                    f"{str(v['sufficiency']['meets_target']):>11}{v['necessity']['increase']:>12.3f}")
+            row += (f"{c.n_nodes:>6}{c.edges_total:>7}{c.circuit_loss['test']:>13.3f}"
+                    f"{str(c.sufficient):>11}{c.validation.necessity.increase:>12.3f}")
         rows.append(row)
     return "\n".join(rows)
+
+
+def report_inputs(run: Any, *, node_tokens: int = 32768, top_k: int = 5, val_tokens: Any = None,
+                  log: Log = print) -> ReportInputs:
+    """What the report needs from the model: parameter counts and, for every node of the run's circuits, its mean
+    activation and top-activating contexts over ``val_tokens`` (``[n_batches, B, T]``; default ``node_tokens``
+    tokens of the run's validation split). Pass the result to ``write_report(workdir, **inputs)``."""
+    from wsparse.circuits import means
+    from wsparse.report import ReportInputs, artifacts, node_info
+
+    circuits, _ = artifacts.read_circuits(os.path.join(run.workdir, "circuits"))
+    nodes = artifacts.circuit_nodes(circuits)
+    info: dict[str, node_info.NodeInfo] = {}
+    if nodes:
+        tokens = val_tokens if val_tokens is not None else run.val_tokens(node_tokens)
+        log(f"report: activation statistics of {len(nodes)} circuit nodes over {tokens.size} validation tokens")
+        cached = means.cache_path(run.workdir, run.step)
+        mean = means.load(cached).means if os.path.exists(cached) else None
+        info = node_info.compute(run.params, run.cfg.model, run.tokenizer, tokens, nodes, top_k=top_k, means=mean)
+    return ReportInputs(param_counts=artifacts.param_counts(run.params), node_info=info, step=int(run.step))

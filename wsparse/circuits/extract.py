@@ -1,50 +1,56 @@
-"""One task end to end: check the unpruned model, sweep masks, bisect, pick, calibrate, validate, write the artifact."""
+"""One task end to end: check the unpruned model, sweep masks, bisect, pick, calibrate, validate, write the artifact
+(a :class:`wsparse.circuits.record.CircuitRecord` in ``circuit.json``, and the sweep log in ``sweep.jsonl``).
+
+The task's three splits have three jobs: masks are fitted on train, the bisection and the choice among sweep settings
+use val, and every number the record reports is measured on test.
+"""
 
 from __future__ import annotations
 
-import hashlib
+import dataclasses
 import json
 import os
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 import jax
 import numpy as np
 
 from wsparse import config as C
-from wsparse.circuits import graph, validate
+from wsparse import tasks
+from wsparse.circuits import graph, record, validate
 from wsparse.circuits.means import NodeStats
 from wsparse.circuits.prune import Pruner, calibrate, pairs_from_batch, settings_grid, tie_counts
+from wsparse.circuits.record import CircuitRecord
 from wsparse.tasks import pair_loss
 from wsparse.config import ModelConfig, PruneConfig
 
 
-def extract(params: Any, model_cfg: ModelConfig, cfg: PruneConfig, stats: NodeStats, train_batch: Any,
-            test_batch: Any, *, task: str, progress: Callable[[int], None] | None = None
-            ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """Returns the circuit record (JSON-ready) and the sweep log (one row per setting)."""
+def extract(params: Any, model_cfg: ModelConfig, cfg: PruneConfig, stats: NodeStats, batches: Mapping[str, Any], *,
+            task: str, progress: Callable[[int], None] | None = None) -> tuple[CircuitRecord, list[dict[str, Any]]]:
+    """Fits masks on ``batches["train"]``, bisects and chooses among settings on ``"val"``, and measures everything
+    the record reports (circuit loss, sufficiency, necessity, controls) on ``"test"``: no reported number was used to
+    choose the circuit. Returns the record (without provenance: see ``prune_task``) and the sweep log."""
     pr = Pruner(params, model_cfg, cfg, stats)
     host_params = jax.device_get(params)
-    train, test = pr.pad(train_batch), pr.pad(test_batch)
+    pairs = {split: pr.pad(batches[split]) for split in tasks.SPLITS}
+    train, val, test = (pairs[split] for split in tasks.SPLITS)
     n_nodes_total = pr.layout.n_nodes
     full = np.ones((1, n_nodes_total), np.float32)
-    unpruned = {"train": float(pr.loss(full, train)[0]), "test": float(pr.loss(full, test)[0])}
-    record: dict[str, Any] = {
-        "task": task, "target_loss": cfg.target_loss, "unpruned_loss": unpruned, "ablation": cfg.ablation,
-        "mask_param": cfg.mask_param, "tie_qk": cfg.tie_qk, "n_model_nodes": n_nodes_total,
-        "n_train_pairs": int(train_batch.tokens.shape[0] // 2), "n_test_pairs": int(test_batch.tokens.shape[0] // 2),
-    }
-    if unpruned["test"] > cfg.target_loss:
-        record["status"] = "unsolved"
-        record["message"] = (f"the unpruned model's test loss {unpruned['test']:.4f} is above the target "
-                             f"{cfg.target_loss}: no circuit can meet it")
-        return record, []
+    unpruned = {split: float(pr.loss(full, p)[0]) for split, p in pairs.items()}
+    n_pairs = {f"n_{split}_pairs": int(batches[split].tokens.shape[0] // 2) for split in tasks.SPLITS}
+    common = dict(task=task, target_loss=cfg.target_loss, unpruned_loss=unpruned, ablation=cfg.ablation,
+                  n_model_nodes=n_nodes_total, **n_pairs)
+    if unpruned["val"] > cfg.target_loss:  # bisection on val needs the full model to meet the target there
+        message = (f"the unpruned model's val loss {unpruned['val']:.4f} is above the target "
+                   f"{cfg.target_loss}: no circuit can meet it")
+        return CircuitRecord(status="unsolved", message=message, **common), []
 
     settings = settings_grid(cfg)
-    scores, logs = pr.train(settings, pairs_from_batch(train_batch), progress)
-    k, m_units = pr.bisect(scores, test, cfg.target_loss)
+    scores, logs = pr.train(settings, pairs_from_batch(batches["train"]), progress)
+    k, m_units = pr.bisect(scores, val, cfg.target_loss)
     ties = tie_counts(scores, k)
     m_nodes = np.stack([pr.units_to_nodes(m) for m in m_units])
-    test_losses = pr.loss(m_nodes, test)
+    val_losses, test_losses = pr.loss(m_nodes, val), pr.loss(m_nodes, test)
     learned_on = np.stack([pr.units_to_nodes((t > 0).astype(np.float32)) for t in scores.tau]).sum(1)
     tail = max(1, cfg.steps // 10)
     rows = []
@@ -54,46 +60,41 @@ def extract(params: Any, model_cfg: ModelConfig, cfg: PruneConfig, stats: NodeSt
             "setting": s, **{key: _py(v[s]) for key, v in settings.items()},
             "learned_nodes_on": int(learned_on[s]), "final_task_loss": float(logs["task_loss"][s, -tail:].mean()),
             "k_units": int(k[s]), "ties": ties[s], "n_nodes": int(m_nodes[s].sum()), "n_edges": counts["total"],
-            "test_loss": float(test_losses[s]),
-            "meets_target": bool(test_losses[s] <= cfg.target_loss),
+            "val_loss": float(val_losses[s]), "meets_target_on_val": bool(val_losses[s] <= cfg.target_loss),
+            "test_loss": float(test_losses[s]),  # logged for the record; never used to choose
         })
-    ok = [r for r in rows if r["meets_target"]] or rows
-    best = min(ok, key=lambda r: (r["n_edges"], r["n_nodes"], r["test_loss"], r["setting"]))
+    ok = [r for r in rows if r["meets_target_on_val"]] or rows
+    best = min(ok, key=lambda r: (r["n_edges"], r["n_nodes"], r["val_loss"], r["setting"]))
     s = best["setting"]
     m = m_nodes[s]
 
-    d_train, d_test = pr.diffs(m[None], train)[0], pr.diffs(m[None], test)[0]
-    a, b = calibrate(d_train, train.weight, cfg.calibration_steps)
-    best["train_loss"] = float(pair_loss(d_train, train.weight))
+    diffs = {split: pr.diffs(m[None], p)[0] for split, p in pairs.items()}
+    a, b = calibrate(diffs["train"], train.weight, cfg.calibration_steps)
+    circuit_loss = {split: float(pair_loss(diffs[split], pairs[split].weight)) for split in tasks.SPLITS}
+    circuit_loss |= {f"{split}_calibrated": float(pair_loss(diffs[split], pairs[split].weight, a, b))
+                     for split in tasks.SPLITS}
     edges, counts = graph.edges(host_params, pr.layout.split(m))
     attribution = None
     if cfg.attribution_baseline:
-        attribution = validate.attribution_baseline(pr, train, test, cfg.target_loss, int(k[s]))
+        attribution = validate.attribution_baseline(pr, train, val, test, cfg.target_loss, int(k[s]))
         attr_m = attribution.pop("m_nodes")
         _, attr_counts = graph.edges(host_params, pr.layout.split(attr_m), with_list=False)
         attribution |= {"n_nodes": int(attr_m.sum()), "n_edges": attr_counts["total"]}
-    record |= {
-        "status": "ok",
-        "circuit_loss": {
-            "train": best["train_loss"], "test": best["test_loss"],
-            "train_calibrated": float(pair_loss(d_train, train.weight, a, b)),
-            "test_calibrated": float(pair_loss(d_test, test.weight, a, b)),
-        },
-        "calibration": {"form": "a * (logit[target] - logit[alt]) + b", "a": a, "b": b,
-                        "steps": cfg.calibration_steps, "fit_on": "train"},
-        "nodes": graph.kept_indices(pr.layout.split(m)),
-        "n_nodes": int(m.sum()), "k_units": int(k[s]),
-        "edges": edges, "n_edges": counts,
-        "hyperparameters": {key: best[key] for key in settings} | _hyper(cfg),
-        "validation": {
-            "sufficiency": validate.sufficiency(pr, m, test, cfg.target_loss),
-            "necessity": validate.necessity(pr, m, test, unpruned["test"]),
-            "random_controls": validate.random_controls(pr, m, test, cfg.target_loss, cfg.n_random_controls,
-                                                        cfg.seed),
-            "attribution_baseline": attribution,
-        },
+    validation = {
+        "sufficiency": validate.sufficiency(pr, m, test, cfg.target_loss),
+        "necessity": validate.necessity(pr, m, test, unpruned["test"]),
+        "random_controls": validate.random_controls(pr, m, test, cfg.target_loss, cfg.n_random_controls, cfg.seed),
+        "attribution_baseline": attribution,
     }
-    return record, rows
+    rec = CircuitRecord(
+        status="ok", **common, selected_on="val", circuit_loss=circuit_loss,
+        calibration=record.Calibration(a=float(a), b=float(b), steps=cfg.calibration_steps, fit_on="train"),
+        nodes=graph.kept_indices(pr.layout.split(m)), n_nodes=int(m.sum()), k_units=int(k[s]),
+        edges=edges, n_edges=counts,
+        hyperparameters={key: best[key] for key in settings} | _hyper(cfg),
+        validation=record.Validation.from_json(validation),
+    )
+    return rec, rows
 
 
 def _hyper(cfg: PruneConfig) -> dict[str, Any]:
@@ -109,36 +110,27 @@ def _py(v: Any) -> Any:
     return v.item() if hasattr(v, "item") else v
 
 
-def tokenizer_sha256(workdir: str) -> str | None:
-    path = os.path.join(workdir, "tokenizer.json")
-    if not os.path.exists(path):
-        return None
-    with open(path, "rb") as f:
-        return hashlib.sha256(f.read()).hexdigest()
-
-
 def prune_task(run: Any, task_name: str, cfg: PruneConfig, stats: NodeStats,
-               progress: Callable[[int], None] | None = None) -> dict[str, Any]:
-    """Encodes the task's train and test splits with the run's tokenizer, extracts, writes ``circuits/<task>/``."""
-    from wsparse import tasks
-
+               progress: Callable[[int], None] | None = None) -> CircuitRecord:
+    """Encodes the task's three splits with the run's tokenizer, extracts, writes ``circuits/<task>/``."""
     task = tasks.get(task_name)
-    n_ctx = run.cfg.model.n_ctx
-    train = tasks.encode(task, run.tokenizer, "train", cfg.n_train_pairs, n_ctx, seed=cfg.seed)
-    test = tasks.encode(task, run.tokenizer, "test", cfg.n_test_pairs, n_ctx, seed=cfg.seed)
-    record, rows = extract(run.params, run.cfg.model, cfg, stats, train, test, task=task_name, progress=progress)
-    sha = getattr(run, "tokenizer_sha256", None) or tokenizer_sha256(run.workdir)
-    record |= {"checkpoint_step": int(run.step), "tokenizer_sha256": sha,
-               "prune_config": C.to_dict(cfg), "means_tokens": stats.n_tokens}
-    write(record, rows, os.path.join(run.workdir, "circuits", task_name))
-    return record
+    sizes = {"train": cfg.n_train_pairs, "val": cfg.n_val_pairs, "test": cfg.n_test_pairs}
+    batches = {split: tasks.encode(task, run.tokenizer, split, n, run.cfg.model.n_ctx, seed=cfg.seed)
+               for split, n in sizes.items()}
+    rec, rows = extract(run.params, run.cfg.model, cfg, stats, batches, task=task_name, progress=progress)
+    rec = dataclasses.replace(rec, checkpoint_step=int(run.step), tokenizer_sha256=run.tokenizer_sha256,
+                              prune_config=C.to_dict(cfg), means_tokens=stats.n_tokens)
+    write(rec, rows, os.path.dirname(record.path_for(run.workdir, task_name)))
+    return rec
 
 
-def write(record: dict[str, Any], rows: list[dict[str, Any]], out_dir: str) -> None:
+def write(rec: CircuitRecord, rows: list[dict[str, Any]], out_dir: str) -> None:
+    """``out_dir/circuit.json`` and ``out_dir/sweep.jsonl``, each written atomically."""
+    sweep = os.path.join(out_dir, record.SWEEP_FILE)
     os.makedirs(out_dir, exist_ok=True)
-    with open(os.path.join(out_dir, "circuit.json"), "w") as f:
-        json.dump(record, f, indent=1)
-        f.write("\n")
-    with open(os.path.join(out_dir, "sweep.jsonl"), "w") as f:
+    tmp = f"{sweep}.tmp{os.getpid()}"
+    with open(tmp, "w") as f:
         for r in rows:
             f.write(json.dumps(r) + "\n")
+    os.replace(tmp, sweep)
+    record.save(rec, os.path.join(out_dir, record.FILE))

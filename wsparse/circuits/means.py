@@ -1,8 +1,8 @@
 """Pretraining statistics of every node: the mean-ablation values and a bank of real activations for resampling.
 
-Pruned nodes are replaced by their mean over the *pretraining* distribution (PAPER.md section 5), not over task
-data, so these come from the validation split. One jitted pass with a capturing ``node_fn`` computes them; they are
-cached per checkpoint in ``RUN/circuits/means_step<N>.npz``.
+Pruned nodes are replaced by their mean over the *pretraining* distribution (docs/method.md section 5), not over task
+data, so these come from the validation split. One jitted pass with a capturing ``node_fn`` (``circuits.capture``)
+computes them; they are cached per checkpoint in ``cache_path(workdir, step)``: ``RUN/circuits/means_step<N>.npz``.
 """
 
 from __future__ import annotations
@@ -12,11 +12,11 @@ import math
 import os
 from typing import Any, Callable
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 
 from wsparse import model as M
+from wsparse.circuits import capture
 from wsparse.config import ModelConfig, PruneConfig
 
 MEANS_BATCH = 8  # sequences per step of the means pass
@@ -39,29 +39,22 @@ def compute(params: Any, cfg: ModelConfig, tokens_NBT: np.ndarray, *, n_bank: in
     pos = rng.integers(0, B * T, size=(n_batches, per))
     shapes = M.node_shapes(cfg)
 
-    @jax.jit
-    def run(params, tokens_NBT, pos):
-        def body(sums, xs):
-            toks, p = xs
-            cap: dict[str, jax.Array] = {}
+    def fold(sums, acts, p):
+        sums = {n: sums[n] + acts[n].sum((0, 1)) for n in shapes}
+        rows = {n: acts[n].reshape(B * T, -1)[p] for n in shapes}
+        return sums, rows
 
-            def capture(name: str, x: jax.Array) -> jax.Array:
-                cap[name] = x.astype(jnp.float32)
-                return x
-
-            M.forward(params, toks, cfg, node_fn=capture)
-            sums = {n: sums[n] + cap[n].sum((0, 1)) for n in shapes}
-            rows = {n: cap[n].reshape(B * T, -1)[p] for n in shapes}
-            return sums, rows
-
-        zeros = {n: jnp.zeros((w,), jnp.float32) for n, w in shapes.items()}
-        return jax.lax.scan(body, zeros, (tokens_NBT, pos))
-
-    sums, rows = run(params, jnp.asarray(tokens_NBT, jnp.int32), jnp.asarray(pos))
+    zeros = {n: jnp.zeros((w,), jnp.float32) for n, w in shapes.items()}
+    sums, rows = capture.scan(params, cfg, tokens_NBT, fold, zeros, jnp.asarray(pos))
     n_tok = n_batches * B * T
     means = {n: np.asarray(sums[n]) / n_tok for n in shapes}
     bank = {n: np.asarray(rows[n]).reshape(n_batches * per, -1)[:n_bank] for n in shapes}
     return NodeStats(means, bank, n_tok)
+
+
+def cache_path(workdir: str, step: int) -> str:
+    """Where ``for_run`` caches the statistics of checkpoint ``step``."""
+    return os.path.join(workdir, "circuits", f"means_step{step}.npz")
 
 
 def save(stats: NodeStats, path: str) -> None:
@@ -81,7 +74,7 @@ def load(path: str) -> NodeStats:
 
 def for_run(run: Any, prune: PruneConfig, *, log: Callable[[str], None] = print) -> NodeStats:
     """The cached statistics of ``run``'s checkpoint, computed on first use (or when the token budget changed)."""
-    path = os.path.join(run.workdir, "circuits", f"means_step{run.step}.npz")
+    path = cache_path(run.workdir, run.step)
     if os.path.exists(path):
         stats = load(path)
         enough_bank = all(len(b) >= prune.resample_bank for b in stats.bank.values())

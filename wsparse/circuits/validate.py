@@ -70,10 +70,12 @@ def _attribution(spec: MaskSpec, params, stats, pairs: Pairs) -> jax.Array:
     return spec.layout.unit_scores(total)
 
 
-def attribution_baseline(pr: Pruner, train: Pairs, test: Pairs, target: float, k_units: int) -> dict[str, Any]:
-    """Top units by attribution, bisected like the learned masks; also its loss at the learned circuit's size."""
+def attribution_baseline(pr: Pruner, train: Pairs, val: Pairs, test: Pairs, target: float, k_units: int
+                         ) -> dict[str, Any]:
+    """Top units by attribution on train, bisected on val like the learned masks; its test loss, and its test loss at
+    the learned circuit's size."""
     scores = attribution_scores(pr, train)
-    k, m_units = pr.bisect(scores[None], test, target)
+    k, m_units = pr.bisect(scores[None], val, target)
     m_nodes = pr.units_to_nodes(m_units[0])
     same_nodes = pr.units_to_nodes((np.asarray(ranks(jnp.asarray(scores))) < k_units).astype(np.float32))
     losses = pr.loss(np.stack([m_nodes, same_nodes]), test)

@@ -1,7 +1,9 @@
 """Readers for the JSON artifacts of a run directory, tolerant of the stages that have not run yet.
 
 The report is written at the end of a pipeline whose stages may have been skipped or interrupted: every reader here
-returns an empty value for a missing file instead of raising, so a partial run still gets a (partial) report.
+returns an empty value for a missing file instead of raising, so a partial run still gets a (partial) report. Circuit
+records are read through ``wsparse.circuits.record``; one that cannot be read (another schema version) is reported
+by ``read_circuits`` as an error for the page to show, not silently dropped.
 """
 
 from __future__ import annotations
@@ -9,10 +11,13 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-from typing import Any, Mapping
+from typing import Any
 
 import jax
 import numpy as np
+
+from wsparse.circuits import record
+from wsparse.circuits.record import CircuitRecord
 
 FAMILIES = ("interior", "embed", "bias", "dense")
 
@@ -60,16 +65,49 @@ def read_tasks(path: str) -> tuple[int | None, str, dict[str, dict[str, float]]]
     return raw.get("step"), raw.get("split", "test"), dict(raw.get("tasks", {}))
 
 
-def read_circuits(circuits_dir: str) -> dict[str, dict[str, Any]]:
-    """Every ``circuits/<task>/circuit.json``, keyed by task, in name order."""
-    out: dict[str, dict[str, Any]] = {}
+def read_circuits(circuits_dir: str) -> tuple[dict[str, CircuitRecord], dict[str, str]]:
+    """Every ``circuits/<task>/circuit.json`` in task-name order: ``({task: record}, {task: why unreadable})``."""
+    out: dict[str, CircuitRecord] = {}
+    errors: dict[str, str] = {}
     if not os.path.isdir(circuits_dir):
-        return out
+        return out, errors
     for task in sorted(os.listdir(circuits_dir)):
-        c = read_json(os.path.join(circuits_dir, task, "circuit.json"))
-        if c is not None:
-            out[task] = c
-    return out
+        path = os.path.join(circuits_dir, task, record.FILE)
+        if not os.path.exists(path):
+            continue
+        try:
+            out[task] = record.load(path)
+        except record.RecordError as e:
+            errors[task] = str(e)
+    return out, errors
+
+
+@dataclasses.dataclass(frozen=True)
+class RunArtifacts:
+    """Everything the report reads from a run directory (no checkpoint, no model)."""
+
+    workdir: str
+    cfg: dict[str, Any]  # config.json, {} when missing
+    curves: Curves
+    task_step: int | None
+    task_split: str
+    evals: dict[str, dict[str, float]]
+    circuits: dict[str, CircuitRecord]
+    circuit_errors: dict[str, str]
+
+
+def read_run(workdir: str) -> RunArtifacts:
+    """config.json, metrics.jsonl, tasks.json and circuits/*/circuit.json of ``workdir``."""
+    task_step, task_split, evals = read_tasks(os.path.join(workdir, "tasks.json"))
+    circuits, errors = read_circuits(os.path.join(workdir, "circuits"))
+    return RunArtifacts(workdir=workdir, cfg=read_json(os.path.join(workdir, "config.json")) or {},
+                        curves=read_metrics(os.path.join(workdir, "metrics.jsonl")), task_step=task_step,
+                        task_split=task_split, evals=evals, circuits=circuits, circuit_errors=errors)
+
+
+def circuit_nodes(circuits: dict[str, CircuitRecord]) -> list[str]:
+    """Every node of every solved circuit, ``"LOCATION:INDEX"``, sorted and unique."""
+    return sorted({n for c in circuits.values() if c.is_solved for n in c.node_names})
 
 
 # ---------------------------------------------------------------------------------------------------------------------

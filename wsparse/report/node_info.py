@@ -1,8 +1,8 @@
 """What a circuit node responds to: its mean activation and the pretraining contexts that activate it most.
 
 A reader hovering a node wants to know what the node *is* before trusting an edge into it. These statistics come from
-the validation split of the pretraining data (not task data), through the same ``node_fn`` hook the pruner uses: one
-jitted pass captures only the requested channels of the requested locations, so memory stays at
+the validation split of the pretraining data (not task data), through the same capturing scan as the node means
+(``circuits.capture``): it keeps only the requested channels of the requested locations, so memory stays at
 ``tokens x circuit nodes`` rather than ``tokens x every node``.
 """
 
@@ -53,30 +53,17 @@ def group_by_location(nodes: Iterable[str]) -> dict[str, list[int]]:
 
 def capture(params: Any, model_cfg: Any, tokens_NBT: np.ndarray, wanted: dict[str, list[int]]) -> dict[str, np.ndarray]:
     """``{location: float32[N*B, T, len(indices)]}``: the requested channels at every position of every batch."""
-    import jax
     import jax.numpy as jnp
 
-    from wsparse import model as M
+    from wsparse.circuits import capture as capture_lib
 
     index = {loc: jnp.asarray(ix, jnp.int32) for loc, ix in wanted.items()}
 
-    @jax.jit
-    def run(params, tokens_BT):
-        out: dict[str, jax.Array] = {}
+    def fold(carry, acts, _):
+        return carry, {loc: jnp.take(acts[loc], ix, axis=-1) for loc, ix in index.items()}
 
-        def fn(name: str, x_BTN: jax.Array) -> jax.Array:
-            if name in index:
-                out[name] = jnp.take(x_BTN, index[name], axis=-1).astype(jnp.float32)
-            return x_BTN
-
-        M.forward(params, tokens_BT, model_cfg, node_fn=fn)
-        return out
-
-    parts = [jax.device_get(run(params, jnp.asarray(toks, jnp.int32))) for toks in tokens_NBT]
-    missing = set(wanted) - set(parts[0]) if parts else set()
-    if missing:
-        raise KeyError(f"the model has no node location(s) {sorted(missing)}; see wsparse.model.node_shapes")
-    return {loc: np.concatenate([p[loc] for p in parts]) for loc in wanted}
+    _, out = capture_lib.scan(params, model_cfg, tokens_NBT, fold, (), locations=set(wanted))
+    return {loc: np.asarray(out[loc]).reshape(-1, *np.shape(out[loc])[2:]) for loc in wanted}
 
 
 def summarize(acts: dict[str, np.ndarray], wanted: dict[str, list[int]], tokens_ST: np.ndarray,
