@@ -24,7 +24,8 @@ MEANS_BATCH = 8  # sequences per step of the means pass
 
 @dataclasses.dataclass(frozen=True)
 class NodeStats:
-    """``means[name]``: float32[width]; ``bank[name]``: float32[n_bank, width], all nodes of one real position per row."""
+    """``means[name]``: float32[width]; ``bank[name]``: float32[n_bank, width], all nodes of one real position per
+    row."""
 
     means: dict[str, np.ndarray]
     bank: dict[str, np.ndarray]
@@ -78,7 +79,8 @@ def for_run(run: Any, prune: PruneConfig, *, log: Callable[[str], None] = print)
     if os.path.exists(path):
         stats = load(path)
         enough_bank = all(len(b) >= prune.resample_bank for b in stats.bank.values())
-        if stats.n_tokens >= prune.means_tokens and enough_bank and set(stats.means) == set(M.node_shapes(run.cfg.model)):
+        same_nodes = set(stats.means) == set(M.node_shapes(run.cfg.model))
+        if stats.n_tokens >= prune.means_tokens and enough_bank and same_nodes:
             return stats
     log(f"computing node means over {prune.means_tokens} validation tokens -> {path}")
     stats = compute(run.params, run.cfg.model, run.val_tokens(prune.means_tokens, batch=MEANS_BATCH),
