@@ -58,46 +58,37 @@ def test_run_directory_contents(full_run):
     assert train_rows[-1]["loss"] < train_rows[0]["loss"] < 7.7
 
 
-def _keep_counts(params, step: int, cfg) -> dict[tuple, tuple[str, int, int]]:
-    """path -> (family, exact keep count at ``step``, size) of every sparse tensor."""
-    out = {}
+def _sparse_tensors(params, step: int, cfg) -> list[tuple[str, int, int, int]]:
+    """(family, exact keep count at ``step``, size, nonzeros) of every sparse tensor of ``params``."""
+    out = []
     for path, w in jax.tree_util.tree_leaves_with_path(params):
         fam = sparsity.family_of(path)
         if fam is not None:
             k = int(sparsity.keep_count(sparsity.density_at(step, cfg.train.steps, cfg.sparsity, fam), w.size))
-            out[path] = (fam, k, w.size)
+            out.append((fam, k, w.size, int(jnp.count_nonzero(w))))
     return out
 
 
-def _family_density(counts: dict, family: str) -> float:
-    return (sum(k for f, k, _ in counts.values() if f == family)
-            / sum(n for f, _, n in counts.values() if f == family))
+def _family_density(tensors: list, family: str) -> float:
+    return sum(k for f, k, _, _ in tensors if f == family) / sum(n for f, _, n, _ in tensors if f == family)
 
 
 def test_logged_density_is_the_exact_keep_count_of_the_logged_step(full_run, cache_dir):
     workdir, result = full_run
     cfg = tiny_config(cache_dir)
-    params = result.state.params
     # After a real step every sparse tensor holds exactly keep_count(density at that step) nonzeros.
-    for path, (fam, k, size) in _keep_counts(params, cfg.train.steps, cfg).items():
-        assert int(jnp.count_nonzero(_leaf(params, path))) == k, (path, fam, k, size)
-    early = wsparse.load_run(str(workdir), step=10).params
-    for path, (fam, k, size) in _keep_counts(early, 10, cfg).items():
-        assert int(jnp.count_nonzero(_leaf(early, path))) == k, (path, fam, k, size)
+    for step, params in ((10, wsparse.load_run(str(workdir), step=10).params), (20, result.state.params)):
+        tensors = _sparse_tensors(params, step, cfg)
+        assert {f for f, *_ in tensors} == set(sparsity.FAMILIES)
+        assert [nnz for *_, nnz in tensors] == [k for _, k, _, _ in tensors], step
     # The logged density is that of the logged step, not of the one after it (steps 5 and 6 are in the anneal).
     rows = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
     for r in (r for r in rows if "loss" in r):
-        counts = _keep_counts(params, r["step"], cfg)
+        tensors = _sparse_tensors(result.state.params, r["step"], cfg)
         for fam in sparsity.FAMILIES:
-            assert r[f"density/{fam}"] == pytest.approx(_family_density(counts, fam), rel=1e-6), (r["step"], fam)
-    at5, at6 = _keep_counts(params, 5, cfg), _keep_counts(params, 6, cfg)
+            assert r[f"density/{fam}"] == pytest.approx(_family_density(tensors, fam), rel=1e-6), (r["step"], fam)
+    at5, at6 = (_sparse_tensors(result.state.params, s, cfg) for s in (5, 6))
     assert _family_density(at5, "interior") != pytest.approx(_family_density(at6, "interior"), rel=1e-6)
-
-
-def _leaf(tree, path):
-    for p in path:
-        tree = tree[getattr(p, "key", getattr(p, "idx", None))]
-    return tree
 
 
 def test_load_run(full_run):

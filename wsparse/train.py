@@ -24,7 +24,7 @@ from wsparse import config as config_lib
 from wsparse import optim, parallel, runs
 from wsparse.config import Config
 # Re-exported: the step's pieces and the run-directory API were defined here before they had modules of their own.
-from wsparse.runs import Run, RunMismatch, RunNotFound, check_same_run, load_run  # noqa: F401
+from wsparse.runs import Run, RunMismatch, check_same_run, load_run  # noqa: F401
 from wsparse.train_step import (TrainState, abstract_state, init_state, make_eval_step, make_train_step,  # noqa: F401
                                 measure_step_rate, next_token_loss)
 
