@@ -8,10 +8,11 @@ Every stage reuses what an earlier run of the same command finished.
 import logging
 import time
 
-from absl import app, flags
-from ml_collections import config_flags
+from absl import flags
 
-_CONFIG = config_flags.DEFINE_config_file("config", "configs/demo.py", "Run config file (ml_collections).")
+from wsparse import cli
+
+_CONFIG = cli.define_config_file("config", "configs/demo.py", "Run config file (ml_collections).")
 _WORKDIR = flags.DEFINE_string("workdir", "runs/demo", "Run directory.")
 
 
@@ -19,7 +20,7 @@ def main(argv):
     del argv
     logging.getLogger("absl").setLevel(logging.WARNING)  # orbax logs every save at INFO
     from wsparse import config as config_lib
-    from wsparse import load_run, train, workflow
+    from wsparse import load_run, runs, train, workflow
     from wsparse.report import write_report
 
     t_start = time.perf_counter()
@@ -30,11 +31,16 @@ def main(argv):
         print(f"\n== {name} ({time.perf_counter() - t_start:.0f}s elapsed)", flush=True)
 
     stage("data and training")
-    if workflow.is_trained(workdir, cfg):
+    # A run of another config in the workdir fails here, before any work (RunMismatch); a partial one resumes.
+    if runs.trained_state(workdir, cfg) == "done":
         print(f"{workdir} is trained to step {cfg.train.steps}: reusing it")
     else:
         result = train.train(cfg, workdir)
-        print(f"train loss {result.final_loss:.3f}, eval loss {result.final_eval_loss:.3f}")
+        if result.stopped_early:
+            print("interrupted: re-run the same command to resume")
+            return 1
+        eval_loss = "-" if result.final_eval_loss is None else f"{result.final_eval_loss:.3f}"
+        print(f"train loss {result.final_loss:.3f}, eval loss {eval_loss}")
     run = load_run(workdir)
 
     stage("tasks")
@@ -56,4 +62,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.run(main)

@@ -5,7 +5,9 @@
 
 import os
 
-from absl import app, flags
+from absl import flags
+
+from wsparse import cli
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Run directory (from experiments.train).", required=True)
 _TASKS = flags.DEFINE_list("tasks", None, "Comma-separated task names (default: every registered task).")
@@ -19,14 +21,14 @@ def main(argv):
     import wsparse
     from wsparse import tasks, workflow
 
-    run = wsparse.load_run(_WORKDIR.value, _STEP.value)
     names = _TASKS.value or list(tasks.names())
     for name in names:
         tasks.get(name)  # unknown names fail before any work
+    run = wsparse.load_run(_WORKDIR.value, _STEP.value)
     results = workflow.evaluate_tasks(run, names, n=_N.value, batch_size=_BATCH.value)
     print(tasks.format_table(results))
     print(os.path.join(run.workdir, "tasks.json"))
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.run(main)

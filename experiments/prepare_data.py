@@ -3,13 +3,13 @@
     python -m experiments.prepare_data --config=configs/demo.py [--config.data.cache_dir=DIR]
 """
 
-from absl import app, flags
-from ml_collections import config_flags
+from absl import flags
 
+from wsparse import cli
 from wsparse import config as C
 from wsparse import data
 
-_CONFIG = config_flags.DEFINE_config_file("config", None, "Config file, e.g. configs/demo.py", lock_config=True)
+_CONFIG = cli.define_config_file("config", None, "Config file, e.g. configs/demo.py")
 
 
 def main(argv: list[str]) -> None:
@@ -29,4 +29,4 @@ def main(argv: list[str]) -> None:
 
 if __name__ == "__main__":
     flags.mark_flags_as_required(["config"])
-    app.run(main)
+    cli.run(main)

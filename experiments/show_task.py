@@ -10,6 +10,8 @@ import os
 
 from absl import app, flags
 
+from wsparse import cli
+
 _N = flags.DEFINE_integer("n", 3, "Pairs to show.")
 _SPLIT = flags.DEFINE_enum("split", "test", ["train", "test"], "Which split.")
 _SEED = flags.DEFINE_integer("seed", 0, "Generation seed.")
@@ -21,7 +23,7 @@ def _tokenizer_path() -> str:
     if path:
         path = os.path.join(path, "tokenizer.json") if os.path.isdir(path) else path
         if not os.path.exists(path):
-            raise app.UsageError(f"--tokenizer: {path} does not exist")
+            cli.fail(f"--tokenizer: {path} does not exist")
         return path
     from configs.demo import get_config
     from wsparse import config, data
@@ -48,4 +50,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.run(main)

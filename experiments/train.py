@@ -5,12 +5,12 @@
 Re-running the same command on a workdir with checkpoints resumes from the latest one.
 """
 
-from absl import app, flags
-from ml_collections import config_flags
+from absl import flags
 
+from wsparse import cli
 from wsparse import config as config_lib
 
-_CONFIG = config_flags.DEFINE_config_file("config", "configs/demo.py", "Run config file (ml_collections).")
+_CONFIG = cli.define_config_file("config", "configs/demo.py", "Run config file (ml_collections).")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Run directory: config, tokenizer, checkpoints, metrics.",
                                required=True)
 
@@ -25,10 +25,10 @@ def main(argv):
 
     result = train.train(cfg, _WORKDIR.value)
     state = "stopped early (resume with the same command)" if result.stopped_early else "done"
-    print(f"{state}: step {int(result.state.step)}, train loss {result.final_loss:.4f}, "
-          f"eval loss {result.final_eval_loss if result.final_eval_loss is None else round(result.final_eval_loss, 4)}")
+    eval_loss = "-" if result.final_eval_loss is None else f"{result.final_eval_loss:.4f}"
+    print(f"{state}: step {int(result.state.step)}, train loss {result.final_loss:.4f}, eval loss {eval_loss}")
     print(_WORKDIR.value)
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.run(main)

@@ -5,7 +5,6 @@ import dataclasses
 import os
 import re
 import shutil
-import time
 
 import numpy as np
 import pytest
@@ -151,9 +150,9 @@ def test_prepared_manifest_and_reuse(tiny_prepared):
     assert train[0] == 2047 and train.max() == 2047
     cfg = DataConfig(**{**m["data_config"], "sources": tuple(m["data_config"]["sources"]),
                         "required_tokens": tuple(m["data_config"]["required_tokens"])})
-    t = time.perf_counter()
-    again = data.prepare(cfg, log=lambda _: None)
-    assert time.perf_counter() - t < 5 and again.dir == tiny_prepared.dir
+    messages = []
+    again = data.prepare(cfg, log=messages.append)  # benchmarks/data.py times this reuse
+    assert again.dir == tiny_prepared.dir and messages == [f"reusing prepared data in {tiny_prepared.dir}"]
     tok = T.load(again.tokenizer_path)
     doc = np.asarray(train[1:np.flatnonzero(train[1:] == 2047)[0] + 1])
     ast.parse(tok.decode(doc.tolist()))  # a whole document decodes back to valid Python

@@ -16,7 +16,7 @@ import pytest
 import wsparse
 from configs import tiny
 from wsparse import config as config_lib
-from wsparse import train
+from wsparse import runs, sparsity, train
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -52,11 +52,43 @@ def test_run_directory_contents(full_run):
     assert [r["step"] for r in train_rows] == [5, 10, 15, 20]
     for r in train_rows:
         assert math.isfinite(r["loss"]) and r["tokens_per_s"] > 0 and "grad_rms" in r and "lr" in r
-        assert 0 < r["density/interior"] <= 1
     assert [r["step"] for r in rows if "eval_loss" in r] == [10, 20]
     assert sorted(int(d) for d in os.listdir(workdir / "checkpoints") if d.isdigit()) == [10, 20]
     # The untrained model is near uniform (ln 2048 = 7.62); 20 steps must already lower the loss.
     assert train_rows[-1]["loss"] < train_rows[0]["loss"] < 7.7
+
+
+def _sparse_tensors(params, step: int, cfg) -> list[tuple[str, int, int, int]]:
+    """(family, exact keep count at ``step``, size, nonzeros) of every sparse tensor of ``params``."""
+    out = []
+    for path, w in jax.tree_util.tree_leaves_with_path(params):
+        fam = sparsity.family_of(path)
+        if fam is not None:
+            k = int(sparsity.keep_count(sparsity.density_at(step, cfg.train.steps, cfg.sparsity, fam), w.size))
+            out.append((fam, k, w.size, int(jnp.count_nonzero(w))))
+    return out
+
+
+def _family_density(tensors: list, family: str) -> float:
+    return sum(k for f, k, _, _ in tensors if f == family) / sum(n for f, _, n, _ in tensors if f == family)
+
+
+def test_logged_density_is_the_exact_keep_count_of_the_logged_step(full_run, cache_dir):
+    workdir, result = full_run
+    cfg = tiny_config(cache_dir)
+    # After a real step every sparse tensor holds exactly keep_count(density at that step) nonzeros.
+    for step, params in ((10, wsparse.load_run(str(workdir), step=10).params), (20, result.state.params)):
+        tensors = _sparse_tensors(params, step, cfg)
+        assert {f for f, *_ in tensors} == set(sparsity.FAMILIES)
+        assert [nnz for *_, nnz in tensors] == [k for _, k, _, _ in tensors], step
+    # The logged density is that of the logged step, not of the one after it (steps 5 and 6 are in the anneal).
+    rows = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
+    for r in (r for r in rows if "loss" in r):
+        tensors = _sparse_tensors(result.state.params, r["step"], cfg)
+        for fam in sparsity.FAMILIES:
+            assert r[f"density/{fam}"] == pytest.approx(_family_density(tensors, fam), rel=1e-6), (r["step"], fam)
+    at5, at6 = (_sparse_tensors(result.state.params, s, cfg) for s in (5, 6))
+    assert _family_density(at5, "interior") != pytest.approx(_family_density(at6, "interior"), rel=1e-6)
 
 
 def test_load_run(full_run):
@@ -75,9 +107,10 @@ def test_resume_is_bitwise_identical(full_run, tmp_path, cache_dir):
     _, full = full_run
     cfg = tiny_config(cache_dir)
     first = train.train(cfg, str(tmp_path), progress=False, log=lambda s: None, max_steps=10)
-    assert int(first.state.step) == 10
+    assert int(first.state.step) == 10 and runs.trained_state(str(tmp_path), cfg) == "partial"
     resumed = train.train(cfg, str(tmp_path), progress=False, log=lambda s: None)
     assert resumed.resumed_from == 10 and int(resumed.state.step) == 20
+    assert runs.trained_state(str(tmp_path), cfg) == "done"
     for a, b in zip(jax.tree.leaves(full.state.params), jax.tree.leaves(resumed.state.params)):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
 
@@ -122,9 +155,27 @@ def test_workdir_of_another_config_is_refused(full_run, cache_dir):
         train.train(tiny_config(cache_dir, model__d_model=48), str(workdir), progress=False, log=lambda s: None)
 
 
+def test_trained_state_decides_reuse_before_any_work(full_run, tmp_path, cache_dir):
+    """What experiments/demo.py asks before training: absent, partial (resume), done (reuse), or refused."""
+    workdir, _ = full_run
+    cfg = tiny_config(cache_dir)
+    assert runs.trained_state(str(tmp_path / "new"), cfg) == "absent"
+    assert runs.trained_state(str(workdir), cfg) == "done"
+    assert runs.trained_state(str(workdir), tiny_config(cache_dir, train__log_every=2)) == "done"  # resumable key
+    other = tmp_path / "other"
+    other.mkdir()
+    config_lib.save(tiny_config(cache_dir, model__d_model=48), str(other / "config.json"))
+    before = sorted(os.listdir(other))
+    with pytest.raises(runs.RunMismatch, match="model.d_model: 48 -> 32.*use a new --workdir or delete it"):
+        runs.trained_state(str(other), cfg)
+    assert sorted(os.listdir(other)) == before
+
+
 def test_load_run_on_a_plain_directory(tmp_path):
-    with pytest.raises(FileNotFoundError, match="config.json is missing"):
+    with pytest.raises(runs.RunNotFound, match="config.json is missing"):
         wsparse.load_run(str(tmp_path))
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        wsparse.load_run(str(tmp_path / "nowhere"))
 
 
 _MULTI_DEVICE_SCRIPT = textwrap.dedent("""

@@ -5,7 +5,7 @@
 
 
 def load_run(workdir: str, step: int | None = None):
-    """Config, parameters and tokenizer of a trained run (see :func:`wsparse.train.load_run`)."""
-    from wsparse.train import load_run as _load_run
+    """Config, parameters and tokenizer of a trained run (see :func:`wsparse.runs.load_run`)."""
+    from wsparse.runs import load_run as _load_run
 
     return _load_run(workdir, step)
