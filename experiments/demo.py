@@ -57,6 +57,7 @@ def main(argv):
     path = write_report(workdir, **workflow.report_inputs(run))
 
     print(f"\n== summary ({time.perf_counter() - t_start:.0f}s)")
+    print(workflow.data_and_loss_summary(run))
     print(workflow.summary_table(results, circuits, cfg.prune.target_loss))
     print(f"\nreport: {path}")
 

@@ -8,10 +8,11 @@ circuit.json made from the same checkpoint and config is reused unless --force);
 RUN/circuits/means_step<N>.npz. Every task name is checked before anything is loaded: an unknown one raises TaskError.
 """
 
-from absl import app, flags
-from ml_collections import config_flags
+from absl import flags
 
-_CONFIG = config_flags.DEFINE_config_file("config", None, "Pruning config (configs/prune.py); default: the run's.")
+from wsparse import cli
+
+_CONFIG = cli.define_config_file("config", None, "Pruning config (configs/prune.py); default: the run's.")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Run directory made by experiments.train.", required=True)
 _TASK = flags.DEFINE_string("task", "all", "A task name, a comma-separated list, or 'all'.")
 _STEP = flags.DEFINE_integer("step", None, "Checkpoint step (default: the latest).")
@@ -33,4 +34,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.run(main)

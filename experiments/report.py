@@ -7,7 +7,9 @@ parameter counts and the circuit nodes' activation statistics, and prints the pa
 without a loadable checkpoint still gets a report, without those two parts.
 """
 
-from absl import app, flags
+from absl import flags
+
+from wsparse import cli
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Run directory (made by experiments.train).", required=True)
 _NODE_TOKENS = flags.DEFINE_integer("node_tokens", 32768,
@@ -34,4 +36,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.run(main)

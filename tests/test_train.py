@@ -1,5 +1,6 @@
 """The training loop: run directory, resume exactness, preemption, divergence, mismatches, multi-device."""
 
+import dataclasses
 import json
 import math
 import os
@@ -53,6 +54,11 @@ def test_run_directory_contents(full_run):
     for r in train_rows:
         assert math.isfinite(r["loss"]) and r["tokens_per_s"] > 0 and "grad_rms" in r and "lr" in r
     assert [r["step"] for r in rows if "eval_loss" in r] == [10, 20]
+    # The tiny corpus is all generated programs: validation by kind has synthetic documents and no library code,
+    # and the synthetic-only loss is then the overall one.
+    evals = [r for r in rows if "eval_loss" in r]
+    assert all("eval_loss_real" not in r and r["eval_loss_synthetic"] == r["eval_loss"] for r in evals)
+    assert result.final_eval_losses == {"all": evals[-1]["eval_loss"], "synthetic": evals[-1]["eval_loss"]}
     assert sorted(int(d) for d in os.listdir(workdir / "checkpoints") if d.isdigit()) == [10, 20]
     # The untrained model is near uniform (ln 2048 = 7.62); 20 steps must already lower the loss.
     assert train_rows[-1]["loss"] < train_rows[0]["loss"] < 7.7
@@ -221,3 +227,22 @@ def test_val_tokens_refuse_data_of_another_tokenizer(full_run):
     run.tokenizer_sha256 = "0" * 64
     with pytest.raises(IncompatibleDataError, match="tokenizer sha256"):
         run.val_tokens(1000)
+
+
+def test_val_tokens_read_the_runs_own_data_from_anywhere_and_never_rebuild(full_run, tmp_path, monkeypatch):
+    from wsparse import data as data_lib
+
+    run = wsparse.load_run(str(full_run[0]))
+    want = run.val_tokens(500, batch=4)
+    monkeypatch.chdir(tmp_path)  # another working directory: the same data, found through data.json
+    monkeypatch.setattr(data_lib, "prepare", lambda *a, **k: pytest.fail("val_tokens must not prepare data"))
+    np.testing.assert_array_equal(run.val_tokens(500, batch=4), want)
+    # Data that are gone are reported with the command that prepares them, not rebuilt behind the user's back.
+    manifest = json.loads((full_run[0] / "data.json").read_text())
+    moved = dataclasses.replace(run, workdir=str(tmp_path / "copy"))
+    os.makedirs(moved.workdir)
+    (tmp_path / "copy" / "data.json").write_text(json.dumps(manifest | {"dir": str(tmp_path / "gone")}))
+    moved = dataclasses.replace(moved, cfg=dataclasses.replace(
+        run.cfg, data=dataclasses.replace(run.cfg.data, cache_dir=str(tmp_path / "empty_cache"))))
+    with pytest.raises(data_lib.DataError, match="prepare_data --workdir="):
+        moved.val_tokens(500)

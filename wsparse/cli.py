@@ -29,9 +29,7 @@ flags.disclaim_key_flags()  # flags defined through define_config_file belong to
 USER_ERRORS: dict[str, tuple[str, ...]] = {
     "wsparse.config": ("ConfigError",),
     "wsparse.tasks.base": ("TaskError",),
-    "wsparse.data.store": ("DataError",),
-    "wsparse.data.corpus": ("CorpusError",),
-    "wsparse.data.tokenizer": ("TokenizerError",),
+    "wsparse.data.errors": ("DataError",),  # CorpusError, TokenizerError, ShardError, ... are DataErrors
     "wsparse.checkpoint": ("CheckpointError",),
     "wsparse.runs": ("RunMismatch", "RunNotFound"),
     "wsparse.train": ("TrainingDiverged",),

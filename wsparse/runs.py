@@ -9,6 +9,7 @@ silently resuming, reusing or overwriting another model.
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import os
 import shutil
@@ -98,7 +99,8 @@ def claim(cfg: Config, workdir: str, prepared: Any) -> None:
         config_lib.save(cfg, cfg_path)
         if not os.path.exists(tok_path):
             shutil.copyfile(prepared.tokenizer_path, tok_path)
-        files.write_json(os.path.join(workdir, "data.json"), prepared.manifest, indent=2)
+        # The manifest plus where the data live, so later stages read the run's own data and never rebuild them.
+        files.write_json(os.path.join(workdir, "data.json"), prepared.manifest | {"dir": prepared.dir}, indent=2)
 
 
 @dataclasses.dataclass
@@ -112,20 +114,42 @@ class Run:
     step: int
     workdir: str
 
+    def prepared(self) -> Any:
+        """The prepared data this run was trained on, found where ``data.json`` says (or under this machine's data
+        cache by the same fingerprint). Never builds anything: missing data raise a DataError saying how to prepare
+        them."""
+        from wsparse import data as data_lib
+        from wsparse.data import store
+
+        path = os.path.join(self.workdir, "data.json")
+        if not os.path.exists(path):
+            raise data_lib.DataError(f"{path} is missing: {self.workdir} does not say which data it was trained on")
+        with open(path) as f:
+            manifest = json.load(f)
+        fp = manifest["fingerprint"]
+        places = list(dict.fromkeys(p for p in (manifest.get("dir"), os.path.join(
+            store.cache_root(self.cfg.data.cache_dir), fp)) if p))
+        for place in places:
+            if os.path.exists(os.path.join(place, "manifest.json")):
+                prepared = data_lib.load(place)
+                data_lib.check_compatible(prepared, self.tokenizer_sha256, self.cfg.model.vocab_size)
+                return prepared
+        raise data_lib.DataError(
+            f"the prepared data of run {self.workdir} (fingerprint {fp}) are not in {' or '.join(places)}; prepare "
+            f"them with `python -m experiments.prepare_data --workdir={self.workdir}`")
+
     def val_tokens(self, n_tokens: int, batch: int = 16) -> np.ndarray:
         """``[n, batch, n_ctx]`` validation windows (at least ``n_tokens`` positions) from the run's own data.
 
-        Node means and top-activating contexts must use the tokenizer the model was trained with: data prepared
-        anew after the corpus or generator changed raise a clear error instead of silently using other ids.
+        Node means and top-activating contexts must use the data and tokenizer the model was trained with, so they
+        come from :meth:`prepared` (which never rebuilds data).
         """
-        from wsparse import data as data_lib
         from wsparse.data import pipeline
 
-        prepared = data_lib.prepare(self.cfg.data, log=lambda *a, **k: None)
-        data_lib.check_compatible(prepared, self.tokenizer_sha256, self.cfg.model.vocab_size)
         n_ctx = self.cfg.model.n_ctx
         n_batches = max(1, math.ceil(n_tokens / (batch * n_ctx)))
-        return np.asarray(pipeline.val_batches(prepared, n_ctx=n_ctx, batch=batch, n_batches=n_batches))[..., :n_ctx]
+        return np.asarray(pipeline.val_batches(self.prepared(), n_ctx=n_ctx, batch=batch,
+                                               n_batches=n_batches))[..., :n_ctx]
 
 
 def load_run(workdir: str, step: int | None = None) -> Run:

@@ -89,9 +89,10 @@ class MetricsLog:
 class TrainResult:
     state: TrainState
     final_loss: float
-    final_eval_loss: float | None
+    final_eval_loss: float | None  # on all validation documents
     resumed_from: int | None
     stopped_early: bool
+    final_eval_losses: dict[str, float] | None = None  # by kind: "all", "real" (library code), "synthetic"
 
 
 def train(cfg: Config, workdir: str, *, log: Callable[[str], None] = print, progress: bool = True,
@@ -99,6 +100,7 @@ def train(cfg: Config, workdir: str, *, log: Callable[[str], None] = print, prog
     """Trains (or resumes) the run in ``workdir``. ``max_steps`` stops early (tests of preemption and resume)."""
     from wsparse import data as data_lib
     from wsparse.data import pipeline
+    from wsparse.data.store import VAL_KINDS
 
     workdir = os.path.abspath(workdir)
     os.makedirs(workdir, exist_ok=True)
@@ -122,8 +124,10 @@ def train(cfg: Config, workdir: str, *, log: Callable[[str], None] = print, prog
     data_iter = pipeline.train_iterator(prepared, n_ctx=cfg.model.n_ctx, global_batch=cfg.train.batch_size,
                                         seed=cfg.train.seed, process_index=jax.process_index(),
                                         process_count=jax.process_count())
-    val = pipeline.val_batches(prepared, n_ctx=cfg.model.n_ctx, batch=cfg.train.batch_size,
-                               n_batches=cfg.train.eval_batches)
+    # Validation loss on all documents, and apart on real code and on generated programs (where the data have them).
+    val = {kind: pipeline.val_batches(prepared, n_ctx=cfg.model.n_ctx, batch=cfg.train.batch_size,
+                                      n_batches=cfg.train.eval_batches, kind=kind)
+           for kind in VAL_KINDS if len(prepared.val_tokens(kind)) > cfg.model.n_ctx}
 
     # -- Fresh start or resume.
     checkpointer = ckpt_lib.Checkpointer(os.path.join(workdir, "checkpoints"), keep=cfg.train.keep_checkpoints)
@@ -141,9 +145,10 @@ def train(cfg: Config, workdir: str, *, log: Callable[[str], None] = print, prog
         checkpointer.save(step, state, {"data": data_iter.get_state(), "tokenizer_sha256": prepared.tokenizer_sha256,
                                         "config_fingerprint": config_lib.fingerprint(cfg.model)})
 
-    def evaluate(params) -> float:
-        losses = [eval_fn(params, parallel.global_batch(_local_rows(b), mesh)) for b in val]
-        return float(np.mean(jax.device_get(losses)))
+    def evaluate(params) -> dict[str, float]:
+        losses = {kind: [eval_fn(params, parallel.global_batch(_local_rows(b), mesh)) for b in batches]
+                  for kind, batches in val.items()}
+        return {kind: float(np.mean(jax.device_get(x))) for kind, x in losses.items()}
 
     metrics_log = MetricsLog(workdir)
     start = int(jax.device_get(state.step))
@@ -186,7 +191,8 @@ def train(cfg: Config, workdir: str, *, log: Callable[[str], None] = print, prog
                     finish(*pending)
                     pending = None
                     last_eval = evaluate(state.params)
-                    metrics_log.write(done, {"eval_loss": last_eval})
+                    metrics_log.write(done, {("eval_loss" if kind == "all" else f"eval_loss_{kind}"): v
+                                             for kind, v in last_eval.items()})
                 if done % cfg.train.checkpoint_every == 0 or done == end:
                     if pending is not None:
                         finish(*pending)  # never checkpoint a state whose loss was not checked
@@ -206,7 +212,8 @@ def train(cfg: Config, workdir: str, *, log: Callable[[str], None] = print, prog
         bar.close()
         metrics_log.close()
         checkpointer.close()
-    return TrainResult(state=state, final_loss=last_loss, final_eval_loss=last_eval, resumed_from=resumed_from,
+    return TrainResult(state=state, final_loss=last_loss, final_eval_loss=None if last_eval is None else
+                       last_eval["all"], final_eval_losses=last_eval, resumed_from=resumed_from,
                        stopped_early=stopped_early)
 
 

@@ -22,19 +22,6 @@ if TYPE_CHECKING:
 Log = Callable[[str], None]
 
 
-def is_trained(workdir: str, cfg: Config) -> bool:
-    from wsparse import checkpoint
-
-    ckpt_dir = os.path.join(workdir, "checkpoints")
-    if not os.path.isdir(ckpt_dir):
-        return False
-    c = checkpoint.Checkpointer(ckpt_dir, keep=cfg.train.keep_checkpoints)
-    try:
-        return c.latest_step() == cfg.train.steps
-    finally:
-        c.close()
-
-
 def evaluate_tasks(run: Any, names: list[str] | None = None, *, n: int = 500, batch_size: int = 64,
                    log: Log = print) -> dict[str, dict]:
     """Unpruned test-split loss and accuracy of every task; writes ``RUN/tasks.json``."""
@@ -143,6 +130,21 @@ def describe(rec: CircuitRecord) -> str:
     return (f"{rec.n_nodes} nodes, {rec.edges_total} edges; test loss {loss['test']:.3f} (calibrated "
             f"{loss['test_calibrated']:.3f}); necessity +{v.necessity.increase:.3f}"
             + (f"; random {random:.3f}" if random is not None else ""))
+
+
+def data_and_loss_summary(run: Any) -> str:
+    """The data the run was trained on (corpus hash, tokens) and its last validation losses, overall and by kind."""
+    from wsparse.report import artifacts
+
+    manifest = artifacts.read_json(os.path.join(run.workdir, "data.json")) or {}
+    curves = artifacts.read_metrics(os.path.join(run.workdir, "metrics.jsonl"))
+    last = {"all": curves.eval_loss[-1:]} | {k: curves.train.get(f"eval_loss_{k}", [])[-1:]
+                                               for k in ("real", "synthetic")}
+    losses = ", ".join(f"{k} {v[0][1]:.3f}" for k, v in last.items() if v)
+    tokens = manifest.get("tokens", {})
+    return (f"data: corpus sha256 {manifest.get('corpus_sha256', '?')[:16]}, fingerprint "
+            f"{manifest.get('fingerprint', '?')}, {tokens.get('train', 0):,} train tokens\n"
+            f"validation loss at step {run.step}: {losses or '-'} (all documents, library code, generated programs)")
 
 
 def summary_table(results: dict[str, dict], circuits: Mapping[str, CircuitRecord], target: float) -> str:

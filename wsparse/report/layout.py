@@ -246,9 +246,11 @@ def render_page(art: artifacts.RunArtifacts, *, counts: Sequence[artifacts.Tenso
         '<p class="note">metrics.jsonl is empty or missing.</p>'
     last_train = curves.train.get("loss", [])[-1:]
     last_eval = curves.eval_loss[-1:]
+    by_kind = {kind: curves.train.get(f"eval_loss_{kind}", [])[-1:] for kind in ("real", "synthetic")}
     finals = "; ".join(x for x in (
         f"final train loss {fmt(last_train[0][1])} (step {last_train[0][0]})" if last_train else "",
-        f"final validation loss {fmt(last_eval[0][1])} (step {last_eval[0][0]})" if last_eval else "") if x)
+        f"final validation loss {fmt(last_eval[0][1])} (step {last_eval[0][0]})" if last_eval else "",
+        *(f"on {kind} documents {fmt(v[0][1])}" for kind, v in by_kind.items() if v)) if x)
 
     circuit_html = "".join(_circuit_section(t, circuits[t], n_layer, d_head, node_info) for t in solved) or \
         '<p class="note">No circuits yet.</p>'

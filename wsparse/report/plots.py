@@ -46,9 +46,14 @@ def loss_curves(curves: Curves) -> str | None:
             ax.plot(*zip(*train), color=TRAIN_COLOR, lw=1.2, label="train loss")
         if curves.eval_loss:
             ax.plot(*zip(*curves.eval_loss), color=EVAL_COLOR, lw=1.5, marker="o", ms=3.5, label="validation loss")
+        by_kind = {kind: curves.train.get(f"eval_loss_{kind}", []) for kind in ("real", "synthetic")}
+        for (kind, series), style in zip(by_kind.items(), (":", "--")):
+            if series:
+                ax.plot(*zip(*series), color=EVAL_COLOR, lw=1.1, ls=style, marker="o", ms=2.5,
+                        label=f"validation: {'library code' if kind == 'real' else 'generated programs'}")
         ax.set_xlabel("step")
         ax.set_ylabel("cross-entropy (nats/token)")
-        values = [v for _, v in train] + [v for _, v in curves.eval_loss]
+        values = [v for _, v in train] + [v for _, v in curves.eval_loss] + [v for s in by_kind.values() for _, v in s]
         low, high = min(values), max(values)
         # The first steps of a fresh model sit far above the rest of the curve: cap the view so the end is readable.
         if len(train) > 4:
