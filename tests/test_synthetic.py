@@ -6,10 +6,12 @@ language it covers, and for taking every word from the mined vocabulary (or from
 
 import ast
 import collections
+import hashlib
 import io
 import os
 import pickle
 import re
+import subprocess
 import sys
 import time
 import tokenize
@@ -41,6 +43,17 @@ def test_programs_are_valid_deterministic_and_distinct(progs):
         compile(p, "<synthetic>", "exec")  # stricter than ast.parse: also the symbol table (yield, return, ...)
     stream = synthetic.documents(7, 10**9, start=5)
     assert synthetic.programs(7, 5, 3) == [next(stream) for _ in range(3)]
+
+
+def test_output_does_not_depend_on_string_hashing():
+    """Another process with another hash seed mines the same vocabulary and writes the same programs."""
+    code = ("import hashlib; from wsparse.data import synthetic; v = synthetic.vocabulary(); "
+            "print(v.digest, hashlib.sha256(''.join(synthetic.programs(0, 0, 30)).encode()).hexdigest())")
+    env = dict(os.environ, PYTHONHASHSEED="12345")
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    out = subprocess.run([sys.executable, "-c", code], env=env, cwd=root, capture_output=True, text=True, check=True)
+    here = hashlib.sha256("".join(synthetic.programs(0, 0, 30)).encode()).hexdigest()
+    assert out.stdout.split() == [synthetic.vocabulary().digest, here]
 
 
 def _features(tree: ast.AST) -> set[str]:

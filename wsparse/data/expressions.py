@@ -21,7 +21,7 @@ KINDS = ("list", "dict", "set", "str", "num", "bool", "none")
 
 
 class Scope(dict):
-    """Names defined so far -> the kind of value each holds ("list", "str", "obj", ...)."""
+    """Names defined so far -> the kind of value each holds ("list", "str", "obj", ...; "self" for self and cls)."""
 
     def of(self, *kinds: str) -> list[str]:
         return [n for n, k in self.items() if k in kinds]
@@ -54,9 +54,9 @@ class Exprs:
 
     def var(self, sc: Scope, *kinds: str) -> str:
         """An existing name (of one of ``kinds`` when there is one), else a new one."""
-        names = sc.of(*kinds) if kinds else list(sc)
+        names = sc.of(*kinds) if kinds else [n for n, k in sc.items() if k != "self"]
         if not names and kinds:
-            names = list(sc)
+            names = [n for n, k in sc.items() if k != "self"]
         if names and self.r.random() < 0.9:
             return self.r.choice(names)
         return self.new_name(kinds[0] if kinds else None)
@@ -128,7 +128,8 @@ class Exprs:
                              "[" + ", ".join(self.atom(sc) for _ in range(r.randint(1, 3))) + "]"))
         if kind == "dict":
             return r.choice(("{}", "{}", "dict()", "{" + f"{self.string()}: {self.atom(sc)}" + "}",
-                             "{" + ", ".join(f"{self.string()}: {self.table(1)}" for _ in range(r.randint(1, 2))) + "}"))
+                             "{" + ", ".join(f"{self.string()}: {self.table(1)}" for _ in range(r.randint(1, 2)))
+                             + "}"))
         if kind == "set":
             return r.choice(("set()", "set()", "{" + ", ".join(self.atom(sc) for _ in range(r.randint(1, 3))) + "}"))
         if kind == "str":
@@ -143,7 +144,10 @@ class Exprs:
 
     # --- expressions -------------------------------------------------------------------------------------------------
     def atom(self, sc: Scope) -> str:
-        return self.var(sc) if sc and self.r.random() < 0.6 else self.literal(2)
+        u = self.r.random()
+        if u < 0.03 and "self" in sc:
+            return "self"
+        return self.var(sc) if sc and u < 0.6 else self.literal(2)
 
     def args(self, sc: Scope, lo: int, hi: int, d: int) -> str:
         parts = [self.expr(sc, d + 1) for _ in range(self.r.randint(lo, hi))]
@@ -207,7 +211,8 @@ class Exprs:
         seq = self.var(sc, "list", "str")
         if u < 0.6:
             return f"{seq}[{r.choice(('0', '0', '1', '-1', self.var(sc, 'num')))}]"
-        a, b = r.choice(("1", "2", "", "-1", self.var(sc, "num"))), r.choice(("", "-1", self.integer(), self.var(sc, "num")))
+        a = r.choice(("1", "2", "", "-1", self.var(sc, "num")))
+        b = r.choice(("", "-1", self.integer(), self.var(sc, "num")))
         if r.random() < 0.15:
             return f"{seq}[{a}:{b}:{r.choice(('2', '-1'))}]" if r.random() < 0.5 else f"{seq}[::-1]"
         return f"{seq}[{a}:{b}]"
@@ -278,7 +283,8 @@ class Exprs:
             head = f"for {k}, {v} in {r.choice(sc.of('dict'))}.items()"
             x = v
         cond = f" if {self.compare(inner, 1)}" if r.random() < 0.35 else ""
-        body = r.choice((x, x, self.expr(inner, 2), f"{x}.{self.t.attribute(r)}", f"{x} {r.choice(BINOPS)} {self.num()}"))
+        body = r.choice((x, x, self.expr(inner, 2), f"{x}.{self.t.attribute(r)}",
+                         f"{x} {r.choice(BINOPS)} {self.num()}"))
         if u < 0.55:
             return f"[{body} {head}{cond}]"
         if u < 0.7:

@@ -168,7 +168,8 @@ class Lexicon:
                              for k, t in (("list", list), ("dict", dict), ("set", set), ("str", str))}
         self.type_methods["file"] = _type_methods(io.TextIOWrapper, v.methods)
         # The words the generator may write that are not mined: Python's own (keywords and builtins are in LANGUAGE).
-        self.language = LANGUAGE | {n for d, _ in self.type_methods.values() for n in d.items} | set(self.open_mode.items)
+        methods = {n for d, _ in self.type_methods.values() for n in d.items}
+        self.language = LANGUAGE | methods | set(self.open_mode.items)
 
 
 _CACHE: dict[str, Lexicon] = {}

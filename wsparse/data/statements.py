@@ -1,7 +1,7 @@
 """Statements for the synthetic generator (see ``synthetic``).
 
 Each method returns lines without the block's own indentation. ``Ctx`` says what is legal where: ``return`` and
-``yield`` inside functions, ``break``/``continue`` inside loops, ``self`` inside methods.
+``yield`` inside functions, ``break``/``continue`` inside loops (``self`` is in a method's scope).
 """
 
 from __future__ import annotations
@@ -90,6 +90,8 @@ class Gen(Exprs):
             sc[name] = kind
             return [val]
         sc[name] = kind
+        if r.random() < 0.03:
+            return [f"{name} = {val}  # {self.sentence(self.t.text, 1, 6)}"]
         return [f"{name} = {val}"]
 
     def call_stmt(self, sc: Scope) -> str:
@@ -109,13 +111,15 @@ class Gen(Exprs):
         r = self.r
         a, b = self._pair()
         u = r.random()
-        if u < 0.3 and len(sc) >= 2:
-            x, y = r.sample(list(sc), 2)
+        values = [n for n, k in sc.items() if k != "self"]
+        if u < 0.3 and len(values) >= 2:
+            x, y = r.sample(values, 2)
             return [f"{x}, {y} = {y}, {x}"]
         sc[a], sc[b] = "obj", "obj"
         if u < 0.55:
             sc[b] = "list"
-            return [f"{a}, *{b} = {self.var(sc, 'list')}"] if r.random() < 0.7 else [f"*{b}, {a} = {self.var(sc, 'list')}"]
+            target = f"{a}, *{b}" if r.random() < 0.7 else f"*{b}, {a}"
+            return [f"{target} = {self.var(sc, 'list')}"]
         if u < 0.8:
             return [f"{a}, {b} = {self.call(sc)}"]
         return [f"{a}, {b} = {self.expr(sc, 1)}, {self.expr(sc, 1)}"]
@@ -155,7 +159,8 @@ class Gen(Exprs):
             if u < 0.5:
                 x = t.loop_var(r)
                 sc[x] = "num"
-                n = r.choice((self.integer(), f"len({self.var(sc, 'list', 'str')})", f"{self.integer()}, {self.integer()}"))
+                n = r.choice((self.integer(), f"len({self.var(sc, 'list', 'str')})",
+                              f"{self.integer()}, {self.integer()}"))
                 head = f"for {x} in range({n}):"
             elif u < 0.62:
                 i, x = self._pair()
@@ -196,7 +201,8 @@ class Gen(Exprs):
         n = self.var(sc, "num")
         sc[n] = "num"
         if r.random() < 0.6:
-            return [f"while {n} {r.choice(('<', '<='))} {self.integer()}:"] + self.block(sc, loop, depth) + [f"    {n} += 1"]
+            head = f"while {n} {r.choice(('<', '<='))} {self.integer()}:"
+            return [head] + self.block(sc, loop, depth) + [f"    {n} += 1"]
         return [f"while {n} > 0:"] + self.block(sc, loop, depth) + [f"    {n} -= 1"]
 
     def with_(self, sc: Scope, ctx: Ctx, depth: int) -> list[str]:
@@ -221,7 +227,7 @@ class Gen(Exprs):
                 w = w[len("self."):]
             if w.split(".")[0] in t.module.items:
                 self.imports[w.split(".")[0]] = None
-            head = f"with {w}({self.args(sc, 0, 2, 1)}) as {f}:" if r.random() < 0.7 else f"with {w}({self.args(sc, 0, 2, 1)}):"
+            head = f"with {w}({self.args(sc, 0, 2, 1)})" + (f" as {f}:" if r.random() < 0.7 else ":")
             sc[f] = "obj"
         else:
             head = f"with {self.attr(sc) if r.random() < 0.5 else self.var(sc, 'obj')}:"

@@ -13,6 +13,7 @@ pure function of (seed, vocabulary).
 from __future__ import annotations
 
 import ast
+import functools
 import inspect
 import os
 import random
@@ -25,7 +26,7 @@ from wsparse.data import statements as _statements
 from wsparse.data import vocabulary as _vocabulary
 from wsparse.data.expressions import KINDS, TYPES, Scope
 from wsparse.data.statements import Ctx, Gen, indent
-from wsparse.data.vocabulary import LANGUAGE, Vocabulary
+from wsparse.data.vocabulary import Vocabulary
 
 # Every module the generated text depends on: the data cache key hashes them all.
 SOURCE_FILES = tuple(os.path.abspath(m.__file__) for m in (_vocabulary, _lexicon, _expressions, _statements)) + (
@@ -75,6 +76,7 @@ def language_words(vocab: Vocabulary | None = None) -> frozenset[str]:
                      | set(re.findall("[A-Za-z]+", syntax)))
 
 
+@functools.lru_cache(maxsize=None)
 def _dunder_arity(name: str) -> int:
     """How many arguments besides self a special method takes, read from the builtin type that defines it."""
     for t in (object, int, list, dict, type):
@@ -125,9 +127,7 @@ class _Program(Gen):
 
     def function(self, sc: Scope, method: str | None = None, name: str | None = None, bare: bool = False) -> list[str]:
         r = self.r
-        fsc = Scope({k: v for k, v in sc.items() if k == "self"} if method else {})
-        if method:
-            fsc[method] = "obj"
+        fsc = Scope({method: "self"} if method else {})  # self (or cls), never a value of another kind
         name = name or self.t.function(r)
         aio = r.random() < 0.02
         gen = not aio and r.random() < 0.08
@@ -174,7 +174,7 @@ class _Program(Gen):
         body = self.docstring() if r.random() < 0.3 else []
         for _ in range(r.choice((0, 0, 0, 1, 2))):
             body.append(f"{t.constant(r) if r.random() < 0.5 else t.attribute(r)} = {self.literal(1)}")
-        csc = Scope({"self": "obj"})
+        csc = Scope({"self": "self"})
         methods = []
         if r.random() < 0.8:  # __init__ stores its arguments (in any order), maybe a few more attributes
             isc = Scope(csc)

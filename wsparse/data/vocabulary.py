@@ -44,7 +44,7 @@ _PREFIX = re.compile(r'[rRbBuUfF]{1,2}""')
 _TOKEN = re.compile(r"[A-Za-z_]\w*\(?|\d+(?:\.\d+)?\w*", re.ASCII)  # "(" kept: a call
 _NUMBER = re.compile(r"\d{1,4}(?:\.\d{1,3})?")
 _PIECE = re.compile(r"[A-Z]+(?=[A-Z][a-z])|[A-Z]?[a-z]+|[A-Z]+")
-_ASSIGN = re.compile(r"\n[ \t]*([A-Za-z_]\w*)[ \t]*=(?!=)[ \t]*([^\n]{0,5})", _A)
+_ASSIGN = re.compile(r"\n[ \t]*([A-Za-z_]\w*)[ \t]+=(?!=)[ \t]*([^\n]{0,5})", _A)  # `a=b`: a keyword argument
 _CONST = re.compile(r"\n([A-Z][A-Z0-9_]*)[ \t]*=(?!=)", _A)
 _ATTR = re.compile(r"self\.([A-Za-z_]\w*)\b(?![ \t]*\()", _A)
 _FOR = re.compile(r"for[ \t]+([\w, \t()]+?)[ \t]+in[ \t]+([^\n]*?):[ \t]*$", _A)
@@ -246,7 +246,7 @@ def mine_texts(texts: Iterable[str], *, source: str = "texts", min_count: int = 
         c["modules"].update(m.split()[0].split(".")[0] for m in group.split(",") if m.split())
     for mod, names in _FROM.findall(code):
         for n in names.strip("()").split(","):
-            if mod in MODULES and n.split() and _is_name(n.split()[0]):
+            if mod.split(".")[0] in MODULES and n.split() and _is_name(n.split()[0]):
                 c["from_imports"][f"{mod} {n.split()[0]}"] += 1
     c["modules"] = C({m: n for m, n in c["modules"].items() if m in MODULES})
     for dotted, n in C(_DOTTED.findall(code)).items():
