@@ -41,6 +41,10 @@ def test_programs_are_valid_deterministic_and_distinct(progs):
     assert len(set(progs)) == N
     for p in progs:
         compile(p, "<synthetic>", "exec")  # stricter than ast.parse: also the symbol table (yield, return, ...)
+        for node in ast.walk(ast.parse(p)):  # a jump ends its block: no unreachable statements
+            for block in (getattr(node, f, None) for f in ("body", "orelse", "finalbody")):
+                if isinstance(block, list):
+                    assert not any(isinstance(s, (ast.Return, ast.Raise, ast.Break, ast.Continue)) for s in block[:-1])
     stream = synthetic.documents(7, 10**9, start=5)
     assert synthetic.programs(7, 5, 3) == [next(stream) for _ in range(3)]
 

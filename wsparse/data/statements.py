@@ -26,6 +26,16 @@ def indent(lines: list[str]) -> list[str]:
     return ["    " + ln if ln else ln for ln in lines] or ["    pass"]
 
 
+_JUMPS = ("return", "raise", "break", "continue")
+
+
+def _before_jump(body: list[str], *lines: str) -> list[str]:
+    """``body`` (an indented block) with ``lines`` added at its end, but before a final jump, so they are reachable."""
+    last = body[-1] if body else ""
+    at = len(body) - 1 if last.startswith("    ") and last[4:].startswith(_JUMPS) else len(body)
+    return body[:at] + indent(list(lines)) + body[at:]
+
+
 class Gen(Exprs):
     # --- blocks ------------------------------------------------------------------------------------------------------
     def block(self, sc: Scope, ctx: Ctx, depth: int, lo: int = 1, hi: int = 3) -> list[str]:
@@ -192,7 +202,7 @@ class Gen(Exprs):
         loop = dataclasses.replace(ctx, loop=True)
         u = r.random()
         if u < 0.3:
-            return ["while True:"] + self.block(sc, loop, depth) + indent([f"if {self.compare(sc)}:", "    break"])
+            return ["while True:"] + _before_jump(self.block(sc, loop, depth), f"if {self.compare(sc)}:", "    break")
         if u < 0.6:
             xs = self.var(sc, "list")
             x = self.t.loop_var(r)
@@ -202,8 +212,8 @@ class Gen(Exprs):
         sc[n] = "num"
         if r.random() < 0.6:
             head = f"while {n} {r.choice(('<', '<='))} {self.integer()}:"
-            return [head] + self.block(sc, loop, depth) + [f"    {n} += 1"]
-        return [f"while {n} > 0:"] + self.block(sc, loop, depth) + [f"    {n} -= 1"]
+            return [head] + _before_jump(self.block(sc, loop, depth), f"{n} += 1")
+        return [f"while {n} > 0:"] + _before_jump(self.block(sc, loop, depth), f"{n} -= 1")
 
     def with_(self, sc: Scope, ctx: Ctx, depth: int) -> list[str]:
         r, t = self.r, self.t

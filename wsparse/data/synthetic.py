@@ -186,7 +186,7 @@ class _Program(Gen):
             if r.random() < 0.4:
                 store.append(f"self.{t.attribute(r)} = {self.value(r.choice(KINDS), isc)}")
             if r.random() < 0.25 or not store:
-                store += [ln[4:] for ln in self.block(isc, Ctx(func=True), 1, 1, 2)]
+                store += [ln[4:] for ln in self.block(isc, Ctx(), 1, 1, 2)]  # __init__ returns nothing
             methods.append([head] + indent(store))
         for _ in range(r.choice((0, 1, 1, 2, 3))):
             u = r.random()
