@@ -176,11 +176,12 @@ class _Program(Gen):
             body.append(f"{t.constant(r) if r.random() < 0.5 else t.attribute(r)} = {self.literal(1)}")
         csc = Scope({"self": "self"})
         methods = []
-        if r.random() < 0.8:  # __init__ stores its arguments (in any order), maybe a few more attributes
+        if r.random() < 0.8:  # __init__ stores its arguments, maybe a few more attributes
             isc = Scope(csc)
             head = f"def __init__({self.signature(isc, 'self')}):"
             store = [f"self.{p} = {p}" for p in self.params]
-            r.shuffle(store)
+            if r.random() < 0.11:  # as often as the standard library's __init__s store them out of order
+                r.shuffle(store)
             if base and r.random() < 0.4:
                 store.insert(0, "super().__init__()")
             if r.random() < 0.4:
