@@ -13,7 +13,6 @@ pure function of (seed, vocabulary).
 from __future__ import annotations
 
 import ast
-import functools
 import inspect
 import os
 import random
@@ -74,19 +73,6 @@ def language_words(vocab: Vocabulary | None = None) -> frozenset[str]:
     syntax = " ".join(_expressions.SEPARATORS + _expressions.SPECS + SPECIAL) + " f"
     return frozenset(lex.language | set(inspect.signature(print).parameters) | set(inspect.signature(open).parameters)
                      | set(re.findall("[A-Za-z]+", syntax)))
-
-
-@functools.lru_cache(maxsize=None)
-def _dunder_arity(name: str) -> int:
-    """How many arguments besides self a special method takes, read from the builtin type that defines it."""
-    for t in (object, int, list, dict, type):
-        if hasattr(t, name):
-            try:
-                ps = inspect.signature(getattr(t, name)).parameters.values()
-                return len([p for p in ps if p.name != "self" and p.kind != p.VAR_KEYWORD])
-            except (TypeError, ValueError):
-                break
-    return 1
 
 
 class _Program(Gen):
@@ -192,8 +178,8 @@ class _Program(Gen):
         for _ in range(r.choice((0, 1, 1, 2, 3))):
             u = r.random()
             if u < 0.25 and t.dunder:
-                d = t.dunder(r)
-                params = list(dict.fromkeys(t.param(r) for _ in range(_dunder_arity(d))))
+                d, n = t.dunder(r).split()  # a special method, with as many parameters as code gives it
+                params = list(dict.fromkeys(t.param(r) for _ in range(int(n))))
                 msc = Scope(csc, **{p: "obj" for p in params})
                 methods.append([f"def {d}({', '.join(['self'] + params)}):", f"    return {self.expr(msc, 1)}"])
                 continue

@@ -93,7 +93,7 @@ class Vocabulary:
     loop_pairs: Pool  # `for A, B in ...`, as "A B"
     iter_pairs: Pool  # `for A in B:` over a plain name, as "A B"
     functions: Pool  # `def NAME(`, public, not dunder
-    dunders: Pool  # `def __NAME__(`
+    dunders: Pool  # `def __NAME__(`, as "__NAME__ N" with N its number of parameters besides self
     params: Pool  # parameter names of functions (without self/cls)
     star_params: Pool  # `*NAME` and `**NAME` parameters, with their stars
     attributes: Pool  # `self.NAME` not called
@@ -222,11 +222,13 @@ def mine_texts(texts: Iterable[str], *, source: str = "texts", min_count: int = 
                 c["loop_pairs"][" ".join(tgt)] += 1
     defined: dict[str, set[str]] = collections.defaultdict(set)
     for name, sig in _DEF.findall(code):
+        params = list(_split_params(sig))
         if name.startswith("__") and name.endswith("__") and name != "__init__":
-            c["dunders"][name] += 1
+            if params[:1] == ["self"] and all(_is_var(p) for p in params[1:]):
+                c["dunders"][f"{name} {len(params) - 1}"] += 1
         elif _is_var(name):
             defined["functions"].add(name)
-        for p in _split_params(sig):
+        for p in params:
             if p.startswith("*") and _is_var(p.lstrip("*")):
                 c["star_params"][p] += 1
             elif _is_var(p):
