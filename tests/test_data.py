@@ -3,7 +3,6 @@
 import ast
 import dataclasses
 import os
-import re
 import shutil
 
 import numpy as np
@@ -17,36 +16,14 @@ from wsparse.data import tokenizer as T
 
 
 # --- synthetic -----------------------------------------------------------------------------------------------------
-def test_synthetic_is_valid_deterministic_and_covers_idioms():
-    progs = [synthetic.program(i) for i in range(400)]
-    assert progs == [synthetic.program(i) for i in range(400)]
-    assert len(set(progs)) == len(progs)
-    for p in progs:
-        ast.parse(p)
-    text = "\n".join(progs)
-    idioms = ["def ", "=None", "for ", " in range(", " in enumerate(", "while True:", "while ", "if ", "elif ",
-              "else:", " if ", " else ", '"', "'", 'f"', "f'", "[[", "{", "set()", ".add(", " += ", "class ",
-              "def __init__(self", "self.", "with open(", ") as ", "'r'", '"w"', "lambda ", " for ", "try:",
-              "except ", "return ", " == ", ", ", ": ", "    ", "        "]
-    missing = [i for i in idioms if i not in text]
-    assert not missing
-    assert text.count("with open(") >= 40 and text.count("self.") >= 100 and text.count("lambda") >= 40
-    # Idioms whose absence kept the demo model from a task's rule: an elif that tests the if's variable again,
-    # lambdas over named (not one-letter) parameters, a message string followed by a value, __init__ storing its
-    # arguments out of signature order.
-    assert re.search(r"^( *)if (\w+) .*:\n(?:\1    .*\n)+\1elif \2 ", text, re.M)
-    assert re.search(r"lambda [a-z]{3,}:", text)
-    assert re.search(r"""print\((["'])[a-z]+ [a-z ]+\1, [a-z_]+\)""", text)
-    inits = re.findall(r"def __init__\(self, ([a-z_, =]+)\):\n((?:        self\.\w+ = \w+\n)+)", text)
-    assert any([a.split("=")[0] for a in args.split(", ")] != re.findall(r"self\.(\w+) = \1\n", body)
-               for args, body in inits if "=" not in args)
-
-
-def test_synthetic_does_not_use_tasks():
-    tree = ast.parse(open(synthetic.__file__).read())
-    imported = {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
-    imported |= {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
-    assert imported <= {"__future__", "ast", "random", "typing"}
+# The generator and its mined vocabulary are tested in tests/test_synthetic.py.
+def test_synthetic_documents_stream_matches_corpus_chunks():
+    vocab = synthetic.vocabulary()
+    stream = list(synthetic.documents(3, 20_000, vocab=vocab))
+    assert sum(len(d.encode()) for d in stream) >= 20_000
+    chunk = corpus._synth_chunk((3, 0, vocab))  # what a worker process makes from the vocabulary it is handed
+    assert len(chunk) == corpus._SYNTH_CHUNK and chunk[:len(stream)] == stream
+    assert corpus.synthetic_docs(3, 20_000) == stream
 
 
 # --- corpus --------------------------------------------------------------------------------------------------------

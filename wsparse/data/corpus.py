@@ -121,23 +121,27 @@ def _read(path: str, max_bytes: int) -> tuple[str | None, str]:
     return (text, "") if text.strip() else (None, "empty")
 
 
-def _synth_chunk(args: tuple[int, int]) -> list[str]:
-    seed, start = args
-    return [synthetic.program(seed * 1_000_003 + i) for i in range(start, start + _SYNTH_CHUNK)]
+def _synth_chunk(args: tuple[int, int, synthetic.Vocabulary]) -> list[str]:
+    seed, start, vocab = args
+    return synthetic.programs(seed, start, _SYNTH_CHUNK, vocab)
 
 
 def synthetic_docs(seed: int, n_bytes: int, processes: int | None = None) -> list[str]:
-    """Synthetic programs totalling at least ``n_bytes``, generated on all cores; a pure function of the seed."""
+    """Synthetic programs totalling at least ``n_bytes``, generated on all cores; a pure function of the seed (and of
+    the generator's vocabulary, mined here once and handed to the workers)."""
+    vocab = synthetic.vocabulary()
     out: list[str] = []
-    made, start = 0, 0
+    made, start, mean = 0, 0, 1500.0  # mean: bytes per program, refined from what was made
     procs = processes or (os.cpu_count() or 1 if n_bytes > 4_000_000 else 1)  # a pool costs ~1 s to start
     ctx = multiprocessing.get_context("spawn" if procs > 1 else None)
     with ctx.Pool(procs) if procs > 1 else _Serial() as pool:
         while made < n_bytes:
-            est = max(1, (n_bytes - made) // (1100 * _SYNTH_CHUNK) + 1)
-            starts = [(seed, start + i * _SYNTH_CHUNK) for i in range(est)]
+            est = max(1, int((n_bytes - made) / (mean * _SYNTH_CHUNK)) + 1)
+            starts = [(seed, start + i * _SYNTH_CHUNK, vocab) for i in range(est)]
             start += est * _SYNTH_CHUNK
-            for chunk in pool.map(_synth_chunk, starts):
+            chunks = pool.map(_synth_chunk, starts)
+            mean = sum(len(d) for c in chunks for d in c) / (est * _SYNTH_CHUNK)
+            for chunk in chunks:
                 for doc in chunk:
                     if made >= n_bytes:
                         break

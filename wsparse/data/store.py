@@ -117,7 +117,7 @@ def fingerprint(cfg: C.DataConfig, required: Sequence[str]) -> str:
     data.pop("cache_dir")
     blob = {"format": FORMAT, "data": data, "required": list(required), "sources": corpus_lib.source_key(cfg)}
     if cfg.synthetic_weight > 0:  # a change to the generator's code is a change to the corpus
-        blob["synthetic"] = sha256_file(synthetic.__file__)
+        blob["synthetic"] = [sha256_file(p) for p in synthetic.SOURCE_FILES] + [synthetic.vocabulary().digest]
     return hashlib.sha256(json.dumps(blob, sort_keys=True).encode()).hexdigest()[:16]
 
 
