@@ -17,7 +17,9 @@ ORDER = ("<", ">", "<=", ">=")
 SEPARATORS = ("", " ", ", ", "\\n", ":", "/", ".", "-")
 SPECS = ("!r", "!r", ":.2f", ":d", ":>8", "!s", ":x")
 TYPES = ("int", "str", "list", "dict", "tuple", "bool", "float", "bytes", "set")
+# Labels of what a name in scope holds (never written into a program).
 KINDS = ("list", "dict", "set", "str", "num", "bool", "none")
+METHOD_KINDS = ("list", "dict", "set", "str", "file")  # the kinds whose builtin methods a call may use
 
 
 class Scope(dict):
@@ -181,7 +183,7 @@ class Exprs:
     def method_call(self, sc: Scope, d: int = 0) -> str:
         """``obj.method(...)``, with a builtin type's own methods on a variable of that type."""
         r = self.r
-        kinds = [k for k in ("list", "dict", "set", "str", "file") if sc.of(k)]
+        kinds = [k for k in METHOD_KINDS if sc.of(k)]
         if kinds and r.random() < 0.75:
             kind = r.choice(kinds)
             draw, arity = self.t.type_methods[kind]

@@ -160,6 +160,9 @@ def _prose(counter: collections.Counter, text: str) -> None:
             counter[w if any(c.isupper() for c in w[1:]) else w.lower()] += n
 
 
+_NOT_POOLS = frozenset({"kind_names", "source", "digest"})  # Vocabulary fields that are not word pools
+
+
 def mine_texts(texts: Iterable[str], *, source: str = "texts", min_count: int = 2, top: int = 3000) -> Vocabulary:
     """Mines a vocabulary from Python source texts. Deterministic: the same texts give the same vocabulary.
 
@@ -271,7 +274,7 @@ def mine_texts(texts: Iterable[str], *, source: str = "texts", min_count: int = 
                         if obj not in c["modules"] and not m.startswith("_") and len(m) <= MAX_NAME)
     c["builtin_calls"] = C({b: tokens[b + "("] - c["methods"][b] for b in BUILTINS if b.islower()})
     c["kwargs"].update(k for k in _KWARG.findall(code) if _is_var(k))
-    fields = {f.name for f in dataclasses.fields(Vocabulary)} - {"kind_names", "source", "digest"}
+    fields = {f.name for f in dataclasses.fields(Vocabulary)} - _NOT_POOLS
     pools = {f: _pool(c[f], min_count, top) for f in sorted(fields)}
     kind_pools = {k: _pool(kinds[k], min_count, top) for k, _ in _KINDS}
     blob = json.dumps([source, {f: [p.items, p.counts] for f, p in pools.items()},
