@@ -75,3 +75,20 @@ def test_val_shards_by_kind_partition_val(tmp_path):
     assert dataclasses.replace(cfg, cache_dir="elsewhere") != cfg and store.fingerprint(
         dataclasses.replace(cfg, cache_dir="elsewhere"), ()) == store.fingerprint(cfg, ())
     assert os.path.isabs(p.dir)
+
+
+def test_past_the_real_budget_only_validation_documents_are_read(tmp_path):
+    src = tmp_path / "src"
+    for i in range(400):
+        (src / f"m{i}.py").parent.mkdir(parents=True, exist_ok=True)
+        (src / f"m{i}.py").write_text(f"def f{i}(x):\n    return x * {i} + {i % 7}\n" * 20)
+    base = DataConfig(default_sources=False, sources=(str(src),), synthetic_weight=0.5, max_source_bytes=60_000,
+                      val_fraction=0.1, val_real_min_bytes=0)
+    capped = corpus.collect(base, log=lambda _: None)
+    more = corpus.collect(dataclasses.replace(base, val_real_min_bytes=20_000), log=lambda _: None)
+    real = lambda c: [d for d in c.docs if d.source != "synthetic"]  # noqa: E731
+    train_of = lambda c: [d for d in real(c) if not corpus.is_val(d, 0.1)]  # noqa: E731
+    val_of = lambda c: [d for d in real(c) if corpus.is_val(d, 0.1)]  # noqa: E731
+    assert train_of(more) == train_of(capped)  # the training documents do not change
+    assert sum(len(d.text) for d in val_of(more)) >= 20_000 > sum(len(d.text) for d in val_of(capped))
+    assert more.stats["extra_val_bytes"] > 0 == capped.stats["extra_val_bytes"]

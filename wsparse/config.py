@@ -117,6 +117,9 @@ class DataConfig:
     max_file_bytes: int = 200_000
     synthetic_weight: float = 0.0  # fraction of corpus bytes from the synthetic simple-Python generator
     val_fraction: float = 0.02  # expected share of documents (by content hash); prepare requires >= half of it
+    # With a byte cap on real sources, read on past it for validation documents only (never trained on) until they
+    # hold this many bytes, so the loss on real code is measured on enough text. 0: none beyond the cap.
+    val_real_min_bytes: int = 500_000
     vocab_size: int = 2048
     tokenizer_train_bytes: int = 20_000_000  # bytes of corpus the BPE is trained on
     required_tokens: tuple[str, ...] = ()  # extra strings that must be single tokens
@@ -127,6 +130,7 @@ class DataConfig:
     def validate(self) -> None:
         _check(0.0 <= self.synthetic_weight <= 1.0, "data.synthetic_weight", "must be in [0, 1]")
         _check(0.0 < self.val_fraction < 0.5, "data.val_fraction", "must be in (0, 0.5)")
+        _check(self.val_real_min_bytes >= 0, "data.val_real_min_bytes", "must be >= 0")
         _check(self.default_sources or self.sources or self.synthetic_weight > 0, "data.sources",
                "no corpus: enable data.default_sources, list data.sources, or set data.synthetic_weight")
 

@@ -177,9 +177,10 @@ def collect(cfg: DataConfig, log: Callable[[str], None] = print) -> Corpus:
     docs: list[Document] = []
     skip = {root: _INSTALLED_PACKAGE_DIRS for root in default_roots()} if cfg.default_sources else {}
     files = list_files(srcs, skip)
-    real_bytes, visited = 0, 0
+    real_bytes, visited, extra_val_bytes = 0, 0, 0
     for path in files:
-        if real_budget is not None and real_bytes >= real_budget:
+        over_budget = real_budget is not None and real_bytes >= real_budget
+        if over_budget and extra_val_bytes >= cfg.val_real_min_bytes:
             break
         visited += 1
         text, reason = _read(path, cfg.max_file_bytes)
@@ -190,9 +191,16 @@ def collect(cfg: DataConfig, log: Callable[[str], None] = print) -> Corpus:
         if doc.digest in hashes:
             skipped["duplicate"] += 1
             continue
+        if over_budget:
+            # Past the training budget, only documents of the validation split are kept, so the loss on real code
+            # is measured on enough text; training never sees them either way.
+            if not is_val(doc, cfg.val_fraction):
+                continue
+            extra_val_bytes += len(text.encode())
+        else:
+            real_bytes += len(text.encode())
         hashes.add(doc.digest)
         docs.append(doc)
-        real_bytes += len(text.encode())
     if w < 1.0 and not docs:
         raise CorpusError(
             f"no usable Python files in the sources searched: {srcs or '(none)'} ({len(files)} .py files found, "
@@ -212,6 +220,7 @@ def collect(cfg: DataConfig, log: Callable[[str], None] = print) -> Corpus:
             n_synth += 1
     stats = {
         "files_found": len(files), "files_visited": visited, "files_used": len(docs) - n_synth,
+        "extra_val_bytes": extra_val_bytes,
         "skipped": dict(skipped), "real_bytes": real_bytes, "synthetic_docs": n_synth,
         "synthetic_bytes": sum(len(d.text.encode()) for d in docs[len(docs) - n_synth:]),
     }
