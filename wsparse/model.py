@@ -86,7 +86,7 @@ def abs_topk(x: jax.Array, k: int) -> jax.Array:
 
     The k-th largest magnitude per row is found by a bitwise bisection on the float's bit pattern (for non-negative
     floats the bit pattern orders like the value): one compare-and-count pass per bit, 31 for float32 and 15 for
-    bfloat16, which is exact. On CPU this is 5-25x faster than ``lax.top_k`` (benchmarks/train_step.py prints both).
+    bfloat16, which is exact. On CPU this is about 20x faster than ``lax.top_k`` (benchmarks/train_step.py prints both).
     Ties at the threshold are all kept, so a row keeps more than ``k`` entries only when several equal the k-th
     magnitude; a row with fewer than ``k`` nonzeros keeps all of them. The gradient flows through kept entries only.
     """
