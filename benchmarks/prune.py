@@ -1,4 +1,4 @@
-"""Time to a circuit, and a vmapped sweep of S settings against S sequential runs of one (issue 5's targets).
+"""Time to a circuit, and a vmapped sweep of S settings against S sequential runs of one setting.
 
     .venv/bin/python benchmarks/prune.py [--workdir=RUN] [--task=single_double_quote] [--steps=20] [--rounds=2]
 

@@ -1,4 +1,4 @@
-"""Train-step throughput, sparse vs dense at the same shapes (issue 3's performance targets).
+"""Train-step throughput: sparse against dense at the same shapes, and where the sparse step spends its time.
 
     .venv/bin/python benchmarks/train_step.py [--config=configs/demo.py] [--steps=8] [--rounds=3]
 
