@@ -22,7 +22,6 @@ from wsparse.config import SparsityConfig
 
 Params = dict[str, Any]
 FAMILIES = weights.FAMILIES
-path_names = weights.path_names
 
 
 def family_of(path: tuple) -> str | None:

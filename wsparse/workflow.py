@@ -124,7 +124,7 @@ def prune_solved(run: Any, results: dict[str, dict], cfg: PruneConfig, *, log: L
 def describe(rec: CircuitRecord) -> str:
     """One line: the circuit's size, losses and validation, or why there is none."""
     if not rec.is_solved:
-        return f"unsolved (unpruned test loss {rec.unpruned_loss.get('test', float('nan')):.3f} > {rec.target_loss:g})"
+        return f"unsolved: {rec.message}"  # extract says which split's unpruned loss missed the target
     v, loss = rec.validation, rec.circuit_loss
     random = v.random_controls.mean
     return (f"{rec.n_nodes} nodes, {rec.edges_total} edges; test loss {loss['test']:.3f} (calibrated "

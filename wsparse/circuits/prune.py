@@ -121,7 +121,7 @@ def tie_counts(scores: UnitScores, k_S: np.ndarray) -> list[dict[str, int]]:
     the boundary tau (ordered by the tie-break) and how many share both tau and push (ordered by index)."""
     out = []
     for tau, push, k in zip(np.asarray(scores.tau), np.asarray(scores.push), np.asarray(k_S)):
-        order = np.lexsort((np.arange(len(tau)), -push, -tau))
+        order = np.argsort(np.asarray(ranks(jnp.asarray(tau), jnp.asarray(push))))  # the bisection's order
         row = {"at_upper_bound": int(np.sum(tau >= 1.0)), "tied_at_cut": 0, "unresolved_at_cut": 0}
         if 0 < k < len(tau) and tau[order[k - 1]] == tau[order[k]]:
             row["tied_at_cut"] = int(np.sum(tau == tau[order[k - 1]]))

@@ -16,10 +16,11 @@ from typing import Any
 import jax
 import numpy as np
 
+from wsparse import weights
 from wsparse.circuits import record
 from wsparse.circuits.record import CircuitRecord
 
-FAMILIES = ("interior", "embed", "bias", "dense")
+FAMILIES = (*weights.FAMILIES, "dense")
 
 
 def read_json(path: str) -> Any:
@@ -125,12 +126,10 @@ class TensorCount:
 
 def param_counts(params: Any) -> list[TensorCount]:
     """Size and nonzero entries of every tensor, in tree order. Host-side: the report runs once, after training."""
-    from wsparse import sparsity  # the one definition of the families
-
     rows = []
     for path, leaf in jax.tree_util.tree_flatten_with_path(params)[0]:
         arr = np.asarray(leaf)
-        rows.append(TensorCount("/".join(sparsity.path_names(path)), sparsity.family_of(path) or "dense",
+        rows.append(TensorCount("/".join(weights.path_names(path)), weights.facts(path).family or "dense",
                                 tuple(arr.shape), int(arr.size), int(np.count_nonzero(arr))))
     return rows
 
