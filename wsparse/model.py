@@ -127,8 +127,9 @@ def _linear(p: Params, x: jax.Array) -> jax.Array:
     return y
 
 
-def _attention(q_BTHd: jax.Array, k_BTHd: jax.Array, v_BTHd: jax.Array, sink_H: jax.Array | None) -> jax.Array:
-    """Causal softmax attention; the optional sink adds e^{sink_h} to each softmax denominator (zero key/value)."""
+def attention_probs(q_BTHd: jax.Array, k_BTHd: jax.Array, sink_H: jax.Array | None) -> jax.Array:
+    """Causal softmax attention weights ``[B, H, T, S]`` in float32; the optional sink adds e^{sink_h} to each
+    softmax denominator (a zero key/value), so a row may sum to less than 1."""
     T, dh = q_BTHd.shape[1], q_BTHd.shape[-1]
     s_BHTS = jnp.einsum("bthd,bshd->bhts", q_BTHd, k_BTHd, preferred_element_type=jnp.float32) / math.sqrt(dh)
     causal_TS = jnp.tril(jnp.ones((T, T), bool))
@@ -140,7 +141,11 @@ def _attention(q_BTHd: jax.Array, k_BTHd: jax.Array, v_BTHd: jax.Array, sink_H: 
     denom_BHT1 = jnp.sum(e_BHTS, axis=-1, keepdims=True)
     if sink_H is not None:
         denom_BHT1 = denom_BHT1 + jnp.exp(sink_H[:, None, None] - m_BHT1)
-    p_BHTS = (e_BHTS / denom_BHT1).astype(v_BTHd.dtype)
+    return e_BHTS / denom_BHT1
+
+
+def _attention(q_BTHd: jax.Array, k_BTHd: jax.Array, v_BTHd: jax.Array, sink_H: jax.Array | None) -> jax.Array:
+    p_BHTS = attention_probs(q_BTHd, k_BTHd, sink_H).astype(v_BTHd.dtype)
     return jnp.einsum("bhts,bshd->bthd", p_BHTS, v_BTHd)
 
 
