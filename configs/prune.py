@@ -7,6 +7,10 @@ Variants:
             per task for the demo model on 2 cores, against hours for the default sweep there)
   sweep     a larger sweep: 4 k_coef x 3 lr x 2 seeds = 24 settings, 2000 steps
   zero, resample   the default with another ablation mode (docs/method.md section 5's criticism to test against)
+  cheap_card  the faithfulness card's two cheapest controls only (swapped_answers, random_weights): `make demo`
+
+The faithfulness card (`python -m experiments.faithfulness`, docs/method.md section 6) reads `faithfulness.*`: which
+controls to run and each flag threshold. Its re-pruning controls use the circuit's own budget above.
 """
 
 import ml_collections
@@ -26,6 +30,8 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
             c.update(sweep_k_coef=(3e-5, 1e-4, 3e-4, 1e-3), sweep_lr=(1e-3, 3e-3, 1e-2), sweep_seeds=2, steps=2000)
         elif variant in ("zero", "resample"):
             c.ablation = variant
+        elif variant == "cheap_card":
+            c.faithfulness.controls = ("swapped_answers", "random_weights")
         else:
-            raise ValueError(f"configs/prune.py: unknown variant {variant!r}; use single, fast, sweep, zero, resample")
+            raise ValueError(f"configs/prune.py: unknown variant {variant!r}; use single, fast, sweep, zero, resample, cheap_card")
     return c

@@ -217,3 +217,24 @@ def test_show_pair_marks_token_boundaries(tokenizer):
     text = tasks.show_pair(tokenizer, p)
     assert "|" in text and "⏎" in text and "correct" in text
     assert text.replace("|", "").count("positive") == 1
+
+
+@pytest.mark.parametrize("name", tasks.PAPER_ORDER)
+def test_shifted_prompts_are_python_and_longer(name):
+    """Every built-in task declares the longer-context shift: the same cue after more module-level code, still
+    valid Python, from its own stream and the split's own pools."""
+    task = tasks.get(name)
+    assert task.shift is not None and task.shift_description
+    plain, shifted = task.generate("test", 40, seed=0), task.generate("test", 40, seed=0, shifted=True)
+    assert {p.positive for p in plain}.isdisjoint({p.positive for p in shifted})
+    assert np.mean([len(p.positive) for p in shifted]) > np.mean([len(p.positive) for p in plain])
+    for p in shifted:
+        for prompt, good, rest in ((p.positive, p.target, p.pos_rest), (p.negative, p.alt, p.neg_rest)):
+            ast.parse(prompt + good + rest)
+    assert task.generate("test", 40, seed=0, shifted=True) == shifted  # deterministic
+
+
+def test_a_task_without_a_shift_refuses_shifted_prompts():
+    task = tasks.Task("no_shift", tasks.get("for_while").make_pair, tasks.get("for_while").candidates)
+    with pytest.raises(tasks.TaskError, match="no shifted"):
+        task.generate("test", 4, shifted=True)

@@ -168,13 +168,48 @@ class DistributedConfig:
             _check(bool(self.coordinator_address), "distributed.coordinator_address", "required when enabled")
 
 
+FAITHFULNESS_CONTROLS = ("swapped_answers", "random_weights", "ablation_kinds", "seeds", "node_fidelity",
+                         "distribution_shift")
+
+
+@dataclasses.dataclass(frozen=True)
+class FaithfulnessConfig:
+    """docs/method.md section 6: the faithfulness card's controls and their budgets and flag thresholds.
+
+    The controls that prune again (swapped_answers, random_weights, ablation_kinds, seeds) use the PruneConfig's own
+    budget (its sweep, steps and pair counts), so a control is as strong as the search that found the circuit.
+    """
+
+    controls: tuple[str, ...] = FAITHFULNESS_CONTROLS  # which controls the card computes
+    reach_factor: float = 2.0  # swapped/random flag: the best loss the mask reaches is <= reach_factor * target
+    prefix_points: int = 24  # top-k prefixes of the learned ranking scored on val (log-spaced k)
+    random_seed: int = 1  # the randomly initialised model of random_weights
+    ablation_kinds: tuple[str, ...] = ("mean", "zero", "resample")
+    ablation_flag_ratio: float = 2.0  # flag when circuit edges under two ablation kinds differ by more than this
+    n_seeds: int = 4  # mask seeds (vmapped) of the seeds control
+    min_jaccard: float = 0.5  # seeds flag: mean pairwise Jaccard overlap of kept nodes below this
+    min_corr: float = 0.5  # node_fidelity: a kept node below this circuit/full correlation is "low"
+    max_low_frac: float = 0.1  # node_fidelity flag: more than this fraction of kept nodes is low
+    max_attention_tv: float = 0.3  # node_fidelity flag: mean attention total variation of kept heads above this
+    max_shift_gap: float = 0.15  # distribution_shift flag: circuit loss - full loss on the shifted prompts above this
+
+    def validate(self) -> None:
+        bad = set(self.controls) - set(FAITHFULNESS_CONTROLS)
+        _check(not bad, "prune.faithfulness.controls", f"unknown {sorted(bad)}; known: {FAITHFULNESS_CONTROLS}")
+        kinds = set(self.ablation_kinds) - {"mean", "zero", "resample"}
+        _check(not kinds, "prune.faithfulness.ablation_kinds", f"unknown {sorted(kinds)}; use mean, zero, resample")
+        _check(self.reach_factor > 0 and self.prefix_points >= 2 and self.n_seeds >= 2,
+               "prune.faithfulness.reach_factor/prefix_points/n_seeds", "must be > 0, >= 2 and >= 2")
+
+
 @dataclasses.dataclass(frozen=True)
 class PruneConfig:
     """docs/method.md section 5: learned node masks over a frozen model, then bisection to the target loss.
 
     Default budget (instead of the paper's CARBS, 32 rounds x 8 runs): one vmapped sweep of 8 settings,
     k_coef {3e-5, 1e-4, 3e-4, 1e-3} x lr {3e-3, 1e-2} around the paper's centre, 1000 steps of 64 pairs each;
-    the smallest bisected circuit (in edges) that meets the target on the test split wins.
+    masks are fitted on the train split; the smallest bisected circuit (in edges) that meets the target on the val
+    split wins; every reported number is on the test split.
     """
 
     target_loss: float = 0.15
@@ -208,8 +243,10 @@ class PruneConfig:
     sweep_lr: tuple[float, ...] = (3e-3, 1e-2)  # empty: lr alone
     sweep_seeds: int = 1
     seed: int = 0
+    faithfulness: FaithfulnessConfig = FaithfulnessConfig()  # never changes the circuit: only the card
 
     def validate(self) -> None:
+        self.faithfulness.validate()
         _check(self.ablation in ("mean", "zero", "resample"), "prune.ablation", "must be mean, zero or resample")
         _check(self.mask_param in ("heaviside", "sigmoid"), "prune.mask_param", "must be heaviside or sigmoid")
         _check(self.temp_schedule in ("constant", "linear", "geometric", "poly5"), "prune.temp_schedule",

@@ -53,7 +53,8 @@ def cached_task_results(run: Any, names: list[str] | None = None) -> dict[str, d
 
 
 def cached_circuit(run: Any, task: str, cfg: PruneConfig, *, log: Log | None = None) -> CircuitRecord | None:
-    """The task's circuit.json if it was made from this checkpoint with this pruning config; None otherwise, also
+    """The task's circuit.json if it was made from this checkpoint with this pruning config (its ``faithfulness``
+    budget aside: it changes the card, never the circuit); None otherwise, also
     for a file of another schema version (``log`` says why), which is then extracted again."""
     from wsparse import config as config_lib
     from wsparse.circuits import record
@@ -67,7 +68,9 @@ def cached_circuit(run: Any, task: str, cfg: PruneConfig, *, log: Log | None = N
         if log is not None:
             log(f"{task}: not reusing circuit.json: {e}")
         return None
-    same = rec.checkpoint_step == run.step and rec.prune_config == config_lib.to_dict(cfg)
+    circuit_part = lambda d: {k: v for k, v in (d or {}).items() if k != "faithfulness"}  # the card's budget only
+    same = (rec.checkpoint_step == run.step
+            and circuit_part(rec.prune_config) == circuit_part(config_lib.to_dict(cfg)))
     return rec if same else None
 
 
@@ -119,6 +122,75 @@ def prune_solved(run: Any, results: dict[str, dict], cfg: PruneConfig, *, log: L
     solved = [t for t, r in results.items() if r["loss"] <= cfg.target_loss]
     log(f"{len(solved)} of {len(results)} tasks meet the target loss {cfg.target_loss}: {', '.join(solved) or '-'}")
     return prune_tasks(run, solved, cfg, log=log, progress=progress)
+
+
+def faithfulness_cards(run: Any, names: list[str], cfg: PruneConfig, *, controls: tuple[str, ...] | None = None,
+                       reuse: bool = True, log: Log = print) -> dict[str, CircuitRecord]:
+    """Adds the faithfulness card (``circuits.faithfulness``) to each named task's circuit.json; returns {task:
+    record} for the tasks that have a circuit (the others are logged and skipped: prune them first).
+
+    The controls that prune again use the circuit's own pruning budget, read from its record; ``cfg`` gives only
+    the card's settings (``cfg.faithfulness``) and ``controls`` (default: ``cfg.faithfulness.controls``). With
+    ``reuse``, a card with these settings that already holds every asked control is kept.
+    """
+    import dataclasses
+
+    from wsparse import config as config_lib
+    from wsparse import tasks
+    from wsparse.circuits import extract, faithfulness, means, record
+
+    for name in names:
+        tasks.get(name)
+    controls = tuple(controls if controls is not None else cfg.faithfulness.controls)
+    out: dict[str, CircuitRecord] = {}
+    stats = tokens = None
+    for task in names:
+        path = record.path_for(run.workdir, task)
+        rec = cached_circuit(run, task, cfg, log=log) or (record.load(path) if os.path.exists(path) else None)
+        if rec is None or not rec.is_solved or rec.checkpoint_step != run.step:
+            log(f"{task}: no circuit of step {run.step} to check; run experiments.prune first")
+            continue
+        prune_cfg = dataclasses.replace(config_lib.build(config_lib.PruneConfig, rec.prune_config),
+                                        faithfulness=cfg.faithfulness)
+        old = rec.validation.controls or {}
+        if reuse and old.get("budget") == faithfulness.budget(prune_cfg) and set(controls) <= set(old.get(
+                "verdicts", {})):
+            log(f"{task}: reusing its faithfulness card: flags {old.get('flags') or 'none'}")
+            out[task] = rec
+            continue
+        stats = stats or means.for_run(run, prune_cfg, log=log)
+        if tokens is None and "random_weights" in controls:
+            tokens = run.val_tokens(prune_cfg.means_tokens, batch=means.MEANS_BATCH)
+        t0 = time.perf_counter()
+        card = faithfulness.card(run.params, run.cfg.model, prune_cfg, stats,
+                                 extract.task_batches(run, task, prune_cfg, shifted=True), rec,
+                                 pretrain_tokens=tokens, shift=tasks.get(task).shift_description,
+                                 controls=controls, log=log)
+        rec = dataclasses.replace(rec, validation=dataclasses.replace(rec.validation, controls=card))
+        record.save(rec, path)
+        log(f"{task} card ({time.perf_counter() - t0:.0f}s): flags {card['flags'] or 'none'}")
+        out[task] = rec
+    return out
+
+
+def has_circuit(run: Any, task: str) -> bool:
+    """Whether ``RUN/circuits/<task>/circuit.json`` exists and holds a circuit (an unsolved record does not)."""
+    from wsparse.circuits import record
+
+    path = record.path_for(run.workdir, task)
+    try:
+        return os.path.exists(path) and record.load(path).is_solved
+    except record.RecordError:
+        return False
+
+
+def describe_card(task: str, card: Mapping[str, Any] | None) -> str:
+    """The card as text: one line per control, its verdict and numbers."""
+    if not card:
+        return f"{task}: no faithfulness card"
+    lines = [f"{task}: faithfulness card, flags: {', '.join(card['flags']) or 'none'}"]
+    lines += [f"  {name:<19}{verdict:<6}{card[name]['summary']}" for name, verdict in card["verdicts"].items()]
+    return "\n".join(lines)
 
 
 def describe(rec: CircuitRecord) -> str:

@@ -19,7 +19,7 @@ from wsparse import config as C
 from wsparse import tasks
 from wsparse.circuits import graph, record, validate
 from wsparse.circuits.means import NodeStats
-from wsparse.circuits.prune import Pruner, calibrate, pairs_from_batch, settings_grid, tie_counts
+from wsparse.circuits.prune import Pairs, Pruner, UnitScores, calibrate, pairs_from_batch, settings_grid, tie_counts
 from wsparse.circuits.record import CircuitRecord
 from wsparse.tasks import pair_loss
 from wsparse.config import ModelConfig, PruneConfig
@@ -45,28 +45,11 @@ def extract(params: Any, model_cfg: ModelConfig, cfg: PruneConfig, stats: NodeSt
                    f"{cfg.target_loss}: no circuit can meet it")
         return CircuitRecord(status="unsolved", message=message, **common), []
 
-    settings = settings_grid(cfg)
-    scores, logs = pr.train(settings, pairs_from_batch(batches["train"]), progress)
-    k, m_units = pr.bisect(scores, val, cfg.target_loss)
-    ties = tie_counts(scores, k)
-    m_nodes = np.stack([pr.units_to_nodes(m) for m in m_units])
-    val_losses, test_losses = pr.loss(m_nodes, val), pr.loss(m_nodes, test)
-    learned_on = np.stack([pr.units_to_nodes((t > 0).astype(np.float32)) for t in scores.tau]).sum(1)
-    tail = max(1, cfg.steps // 10)
-    rows = []
-    for s in range(len(k)):
-        _, counts = graph.edges(host_params, pr.layout.split(m_nodes[s]), with_list=False)
-        rows.append({
-            "setting": s, **{key: _py(v[s]) for key, v in settings.items()},
-            "learned_nodes_on": int(learned_on[s]), "final_task_loss": float(logs["task_loss"][s, -tail:].mean()),
-            "k_units": int(k[s]), "ties": ties[s], "n_nodes": int(m_nodes[s].sum()), "n_edges": counts["total"],
-            "val_loss": float(val_losses[s]), "meets_target_on_val": bool(val_losses[s] <= cfg.target_loss),
-            "test_loss": float(test_losses[s]),  # logged for the record; never used to choose
-        })
-    ok = [r for r in rows if r["meets_target_on_val"]] or rows
-    best = min(ok, key=lambda r: (r["n_edges"], r["n_nodes"], r["val_loss"], r["setting"]))
-    s = best["setting"]
-    m = m_nodes[s]
+    found = search(pr, settings_grid(cfg), pairs_from_batch(batches["train"]), val, test, cfg.target_loss,
+                   host_params, progress)
+    rows, best = found.rows, found.rows[found.best]
+    s, m = found.best, found.m_nodes[found.best]
+    settings = found.settings
 
     diffs = {split: pr.diffs(m[None], p)[0] for split, p in pairs.items()}
     a, b = calibrate(diffs["train"], train.weight, cfg.calibration_steps)
@@ -76,7 +59,7 @@ def extract(params: Any, model_cfg: ModelConfig, cfg: PruneConfig, stats: NodeSt
     edges, counts = graph.edges(host_params, pr.layout.split(m))
     attribution = None
     if cfg.attribution_baseline:
-        attribution = validate.attribution_baseline(pr, train, val, test, cfg.target_loss, int(k[s]))
+        attribution = validate.attribution_baseline(pr, train, val, test, cfg.target_loss, int(found.k[s]))
         attr_m = attribution.pop("m_nodes")
         _, attr_counts = graph.edges(host_params, pr.layout.split(attr_m), with_list=False)
         attribution |= {"n_nodes": int(attr_m.sum()), "n_edges": attr_counts["total"]}
@@ -89,12 +72,52 @@ def extract(params: Any, model_cfg: ModelConfig, cfg: PruneConfig, stats: NodeSt
     rec = CircuitRecord(
         status="ok", **common, selected_on="val", circuit_loss=circuit_loss,
         calibration=record.Calibration(a=float(a), b=float(b), steps=cfg.calibration_steps, fit_on="train"),
-        nodes=graph.kept_indices(pr.layout.split(m)), n_nodes=int(m.sum()), k_units=int(k[s]),
+        nodes=graph.kept_indices(pr.layout.split(m)), n_nodes=int(m.sum()), k_units=int(found.k[s]),
         edges=edges, n_edges=counts,
         hyperparameters={key: best[key] for key in settings} | _hyper(cfg),
         validation=record.Validation.from_json(validation),
     )
     return rec, rows
+
+
+@dataclasses.dataclass(frozen=True)
+class Search:
+    """What one sweep of mask settings found: per setting (axis S) the learned scores, the bisected size and mask,
+    and a log row; ``best`` is the setting the selection rule chose."""
+
+    settings: dict[str, np.ndarray]
+    scores: UnitScores
+    k: np.ndarray  # int[S]: bisected units
+    m_nodes: np.ndarray  # float32[S, N]: the bisected circuits
+    rows: list[dict[str, Any]]
+    best: int
+
+
+def search(pr: Pruner, settings: Mapping[str, np.ndarray], train: Pairs, val: Pairs, test: Pairs, target: float,
+           host_params: Any, progress: Callable[[int], None] | None = None) -> Search:
+    """The selection rule of docs/method.md section 5: train every setting on ``train``, bisect each to ``target`` on
+    ``val``, and choose, among the settings whose circuit meets the target on val (all of them if none does), the
+    fewest edges, then nodes, then val loss. Test losses are logged in the rows, never used to choose."""
+    scores, logs = pr.train(settings, train, progress)
+    k, m_units = pr.bisect(scores, val, target)
+    ties = tie_counts(scores, k)
+    m_nodes = np.stack([pr.units_to_nodes(m) for m in m_units])
+    val_losses, test_losses = pr.loss(m_nodes, val), pr.loss(m_nodes, test)
+    learned_on = np.stack([pr.units_to_nodes((t > 0).astype(np.float32)) for t in scores.tau]).sum(1)
+    tail = max(1, logs["task_loss"].shape[1] // 10)
+    rows = []
+    for s in range(len(k)):
+        _, counts = graph.edges(host_params, pr.layout.split(m_nodes[s]), with_list=False)
+        rows.append({
+            "setting": s, **{key: _py(v[s]) for key, v in settings.items()},
+            "learned_nodes_on": int(learned_on[s]), "final_task_loss": float(logs["task_loss"][s, -tail:].mean()),
+            "k_units": int(k[s]), "ties": ties[s], "n_nodes": int(m_nodes[s].sum()), "n_edges": counts["total"],
+            "val_loss": float(val_losses[s]), "meets_target_on_val": bool(val_losses[s] <= target),
+            "test_loss": float(test_losses[s]),  # logged for the record; never used to choose
+        })
+    ok = [r for r in rows if r["meets_target_on_val"]] or rows
+    best = min(ok, key=lambda r: (r["n_edges"], r["n_nodes"], r["val_loss"], r["setting"]))["setting"]
+    return Search(dict(settings), scores, np.asarray(k), m_nodes, rows, best)
 
 
 def _hyper(cfg: PruneConfig) -> dict[str, Any]:
@@ -110,13 +133,23 @@ def _py(v: Any) -> Any:
     return v.item() if hasattr(v, "item") else v
 
 
+def task_batches(run: Any, task_name: str, cfg: PruneConfig, *, shifted: bool = False) -> dict[str, Any]:
+    """The task's train/val/test TaskBatches under the run's tokenizer, sized by ``cfg``; with ``shifted`` (and a
+    task that declares a shift) also ``"shifted"``: test-split pairs of the shifted distribution."""
+    task = tasks.get(task_name)
+    sizes = {"train": cfg.n_train_pairs, "val": cfg.n_val_pairs, "test": cfg.n_test_pairs}
+    encode = lambda split, n, **kw: tasks.encode(task, run.tokenizer, split, n, run.cfg.model.n_ctx,  # noqa: E731
+                                                 seed=cfg.seed, **kw)
+    batches = {split: encode(split, n) for split, n in sizes.items()}
+    if shifted and task.shift is not None:
+        batches["shifted"] = encode("test", cfg.n_test_pairs, shifted=True)
+    return batches
+
+
 def prune_task(run: Any, task_name: str, cfg: PruneConfig, stats: NodeStats,
                progress: Callable[[int], None] | None = None) -> CircuitRecord:
     """Encodes the task's three splits with the run's tokenizer, extracts, writes ``circuits/<task>/``."""
-    task = tasks.get(task_name)
-    sizes = {"train": cfg.n_train_pairs, "val": cfg.n_val_pairs, "test": cfg.n_test_pairs}
-    batches = {split: tasks.encode(task, run.tokenizer, split, n, run.cfg.model.n_ctx, seed=cfg.seed)
-               for split, n in sizes.items()}
+    batches = task_batches(run, task_name, cfg)
     rec, rows = extract(run.params, run.cfg.model, cfg, stats, batches, task=task_name, progress=progress)
     rec = dataclasses.replace(rec, checkpoint_step=int(run.step), tokenizer_sha256=run.tokenizer_sha256,
                               prune_config=C.to_dict(cfg), means_tokens=stats.n_tokens)

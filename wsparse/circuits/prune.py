@@ -168,7 +168,7 @@ class MaskSpec:
 HOST_FIELDS = frozenset({
     "target_loss", "k_coef", "init_noise_bias", "init_noise_scale", "lr", "weight_decay", "chunk_steps",
     "n_train_pairs", "n_val_pairs", "n_test_pairs", "means_tokens", "resample_bank", "calibration_steps",
-    "n_random_controls", "attribution_baseline", "sweep_k_coef", "sweep_lr", "sweep_seeds", "seed"})
+    "n_random_controls", "attribution_baseline", "sweep_k_coef", "sweep_lr", "sweep_seeds", "seed", "faithfulness"})
 
 
 @functools.lru_cache(maxsize=32)

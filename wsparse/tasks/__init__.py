@@ -9,7 +9,9 @@
 Register your own task with ``tasks.register(tasks.Task(name, make_pair, candidates))`` (README.md, "Adding a task").
 """
 
-from wsparse.tasks import brackets, control_flow, files, functions, strings, variables
+import dataclasses
+
+from wsparse.tasks import brackets, context, control_flow, files, functions, strings, variables
 from wsparse.tasks.base import SPLITS, Pair, Task, TaskError
 from wsparse.tasks.display import mark_tokens, show_pair
 from wsparse.tasks.encode import TaskBatch, bucketed_length, check_pairs, encode, encode_pairs
@@ -27,8 +29,12 @@ PAPER_ORDER = (
 def _register_builtins() -> None:
     by_name = {t.name: t for m in (strings, brackets, variables, control_flow, functions, files) for t in m.TASKS}
     assert set(by_name) == set(PAPER_ORDER), sorted(set(by_name) ^ set(PAPER_ORDER))
-    for n in PAPER_ORDER:
-        register(by_name[n], replace=True)
+    for n in PAPER_ORDER:  # every built-in prompt starts at module level: each gets the longer-context shift
+        t = by_name[n]
+        if t.shift is None:
+            t = dataclasses.replace(t, shift=context.longer_context(t.make_pair),
+                                    shift_description=context.LONGER_CONTEXT)
+        register(t, replace=True)
 
 
 _register_builtins()

@@ -37,7 +37,9 @@ class Task:
     """A named binary next-token task.
 
     ``make_pair(rng, split)`` draws one pair for ``split`` ("train", "val" or "test"); it must draw its names and
-    values from pools that differ between the splits. ``candidates`` lists every string a pair may use as ``target`` or ``alt``:
+    values from pools that differ between the splits. ``shift``, a PairFn of the same kind, optionally declares a
+    shifted distribution of the same task (e.g. a longer context), on which the faithfulness card compares a circuit
+    with the full model. ``candidates`` lists every string a pair may use as ``target`` or ``alt``:
     the tokenizer keeps each as one token.
     """
 
@@ -45,18 +47,24 @@ class Task:
     make_pair: PairFn
     candidates: tuple[str, ...]
     description: str = ""
+    shift: PairFn | None = None  # optional: a shifted prompt distribution (the faithfulness card's last control)
+    shift_description: str = ""
 
-    def generate(self, split: str, n: int, seed: int = 0) -> list[Pair]:
-        """``n`` distinct pairs, a pure function of (task name, split, seed); a longer list extends a shorter one."""
+    def generate(self, split: str, n: int, seed: int = 0, *, shifted: bool = False) -> list[Pair]:
+        """``n`` distinct pairs, a pure function of (task name, split, seed); a longer list extends a shorter one.
+        ``shifted`` draws from ``shift`` instead (its own stream, the same split's pools)."""
         if split not in SPLITS:
             raise TaskError(f"task {self.name}: split must be one of {SPLITS}, got {split!r}")
-        rng = random.Random(f"{self.name}/{split}/{seed}")
+        if shifted and self.shift is None:
+            raise TaskError(f"task {self.name} declares no shifted prompt distribution")
+        make_pair = self.shift if shifted else self.make_pair
+        rng = random.Random(f"{self.name}/{split}/{seed}" + ("/shifted" if shifted else ""))
         out: list[Pair] = []
         seen: set[tuple[str, str]] = set()
         for _ in range(20 * n + 1000):
             if len(out) == n:
                 return out
-            p = self.make_pair(rng, split)
+            p = make_pair(rng, split)
             if p.target not in self.candidates or p.alt not in self.candidates:
                 raise TaskError(f"task {self.name}: pair uses candidate {p.target!r}/{p.alt!r}, which is not in "
                                 f"its declared candidates; add it to Task.candidates")

@@ -205,3 +205,18 @@ def opening(rng: random.Random, p: Pools, depth: int, *, need_def: bool = False,
 def join(lines_: list[str], tail: str) -> str:
     """The prompt: context lines, then the unfinished cue line ``tail``."""
     return "\n".join(lines_ + [tail])
+
+
+LONGER_CONTEXT = "3 to 6 more module-level statements (the split's own names and values) before the prompt"
+
+
+def longer_context(make_pair, lo: int = 3, hi: int = 6):
+    """A shift of any task whose prompts start at module level: ``lo..hi`` more statements before both prompts (so
+    the cue sits further from the start, and with a short context window, its start is cut)."""
+
+    def shifted(rng: random.Random, split: str):
+        pair = make_pair(rng, split)
+        extra = "\n".join(lines(rng, pools(split), 0, lo, hi)) + "\n"
+        return dataclasses.replace(pair, positive=extra + pair.positive, negative=extra + pair.negative)
+
+    return shifted

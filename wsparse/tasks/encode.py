@@ -62,12 +62,13 @@ def check_pairs(tokenizer: Tokenizer, pairs: list[Pair]) -> tuple[list[tuple[lis
     return ok, why
 
 
-def encode_pairs(tokenizer: Tokenizer, task: Task | str, split: str, n: int, seed: int = 0):
-    """The first ``n`` pairs of the task's stream that obey the token-boundary rule, tokenized."""
+def encode_pairs(tokenizer: Tokenizer, task: Task | str, split: str, n: int, seed: int = 0, *, shifted: bool = False):
+    """The first ``n`` pairs of the task's stream (its shifted stream with ``shifted``) that obey the token-boundary
+    rule, tokenized."""
     task = registry.get(task) if isinstance(task, str) else task
     want = n
     while True:
-        pairs = task.generate(split, int(want * 1.1) + 8, seed)
+        pairs = task.generate(split, int(want * 1.1) + 8, seed, shifted=shifted)
         ok, why = check_pairs(tokenizer, pairs)
         if len(ok) >= n:
             return ok[:n]
@@ -100,9 +101,9 @@ def bucketed_length(last: np.ndarray, n_ctx: int, bucket: int = BUCKET) -> int:
 
 
 def encode(task: Task | str, tokenizer: Tokenizer, split: str, n: int, n_ctx: int, seed: int = 0,
-           pad_id: int = 0) -> TaskBatch:
+           pad_id: int = 0, *, shifted: bool = False) -> TaskBatch:
     """``n`` pairs as a TaskBatch of 2n sequences (positives, then negatives in the same order)."""
-    ok = encode_pairs(tokenizer, task, split, n, seed)
+    ok = encode_pairs(tokenizer, task, split, n, seed, shifted=shifted)
     tokens, last = pack([o[0] for o in ok] + [o[1] for o in ok], n_ctx, pad_id)
     correct = np.array([o[2] for o in ok] + [o[3] for o in ok], np.int32)
     wrong = np.array([o[3] for o in ok] + [o[2] for o in ok], np.int32)
