@@ -1,4 +1,5 @@
-"""`make demo`: data -> weight-sparse training -> task evaluation -> circuits -> validation -> HTML report.
+"""`make demo`: data -> weight-sparse training -> task evaluation -> circuits -> validation and the cheap part of
+the faithfulness card -> HTML report.
 
     python -m experiments.demo [--config=configs/demo.py] [--workdir=runs/demo]
 
@@ -53,12 +54,18 @@ def main(argv):
     stage("circuits")
     circuits = workflow.prune_solved(run, results, cfg.prune)
 
+    stage("faithfulness card")
+    solved = [t for t, c in circuits.items() if c.is_solved]
+    cards = workflow.faithfulness_cards(run, solved, cfg.prune)
+
     stage("report")
     path = write_report(workdir, **workflow.report_inputs(run))
 
     print(f"\n== summary ({time.perf_counter() - t_start:.0f}s)")
     print(workflow.data_and_loss_summary(run))
     print(workflow.summary_table(results, circuits, cfg.prune.target_loss))
+    for task, rec in cards.items():
+        print(workflow.describe_card(task, rec.validation.controls))
     print(f"\nreport: {path}")
 
 

@@ -92,7 +92,13 @@ def _params(key=0):
 _init = jax.jit(M.init_params, static_argnums=0)
 
 
-def _circuit(task, nodes, edges, *, loss, loss_cal, necessity, random, attribution):
+CARD = {"card_version": 1, "budget": {}, "seconds": {"swapped_answers": 12.5, "seeds": 3.25},
+        "verdicts": {"swapped_answers": "flag", "seeds": "pass"}, "flags": ["swapped_answers"],
+        "swapped_answers": {"verdict": "flag", "summary": "best test loss 0.011 <swapped>", "meaning": "creates?"},
+        "seeds": {"verdict": "pass", "summary": "Jaccard 0.93", "meaning": "same circuit?"}}
+
+
+def _circuit(task, nodes, edges, *, loss, loss_cal, necessity, random, attribution, controls=None):
     counts = {"total": len(edges), "attn.act_in->qkv": 0, "attn.v->resid_delta": 0, "mlp.act_in->post_act": 0,
               "mlp.post_act->resid_delta": 0, "attn.act_in->q": 0, "attn.act_in->k": 0, "attn.act_in->v": 0}
     return CircuitRecord(
@@ -109,7 +115,8 @@ def _circuit(task, nodes, edges, *, loss, loss_cal, necessity, random, attributi
                                                   frac_meeting_target=random[1]),
             attribution_baseline=record.AttributionBaseline(k_units=9, test_loss=0.149, n_nodes=11,
                                                             n_edges=attribution[0],
-                                                            test_loss_at_learned_size=attribution[1])))
+                                                            test_loss_at_learned_size=attribution[1]),
+            controls=controls))
 
 
 def make_run(root):
@@ -133,7 +140,7 @@ def make_run(root):
                           [["0.attn.act_in:3", "0.attn.v:5", 0.25], ["0.attn.act_in:7", "0.attn.v:5", -0.5],
                            ["0.attn.v:5", "0.attn.resid_delta:9", 1.0]],
                           loss=0.0936, loss_cal=0.0736, necessity=(0.8125, 0.7713), random=(0.725, 0.0),
-                          attribution=(23, 0.5)),
+                          attribution=(23, 0.5), controls=CARD),
         "brackets": _circuit("brackets", {"1.mlp.act_in": [1], "1.mlp.post_act": [2, 4], "1.mlp.resid_delta": [0]},
                              [["1.mlp.act_in:1", "1.mlp.post_act:2", 0.125],
                               ["1.mlp.post_act:4", "1.mlp.resid_delta:0", -2.0]],
@@ -210,7 +217,7 @@ def test_task_table_shows_the_artifacts_numbers(report):
         assert json.loads(raw) == value, (task, key)
         assert text == shown, (task, key)
     # Every column of every task is a cell; the unsolved task has no circuit numbers, and says why.
-    assert len(cells) == 3 * len(layout.COLUMNS)
+    assert len([k for k in cells if not k[1].startswith("card.")]) == 3 * len(layout.COLUMNS)
     for key, _, _ in layout.COLUMNS:
         if ("hard", key) not in EXPECTED_CELLS:
             assert cells[("hard", key)] == (None, "–"), key
@@ -263,6 +270,17 @@ def test_each_circuit_is_drawn_with_its_nodes_and_signed_weighted_edges(report):
             assert color == (circuit_svg.POS_COLOR if w > 0 else circuit_svg.NEG_COLOR)
             assert width == pytest.approx(0.6 + 3.4 * abs(w) / biggest, abs=0.01)
     assert "svg-hard" not in report.page.svg_nodes
+
+
+def test_faithfulness_card_is_shown_per_circuit(report):
+    cells, classes = report.page.cells, report.page.cell_classes
+    assert cells[("quote", "card.swapped_answers")][0] == "flag"
+    assert "v-flag" in classes[("quote", "card.swapped_answers")]
+    assert cells[("quote", "card.seeds")][0] == "pass" and "v-pass" in classes[("quote", "card.seeds")]
+    assert "best test loss 0.011 &lt;swapped&gt;" in report.text  # the summary, escaped
+    assert "1</b> of 2 controls flagged: swapped_answers" in report.text
+    assert not any(task == "brackets" and key.startswith("card.") for task, key in cells)
+    assert "No faithfulness card" in report.text  # brackets has none: the page says how to compute it
 
 
 def test_hover_statistics_are_embedded_safely(report):

@@ -205,8 +205,30 @@ def _circuit_section(task: str, c: CircuitRecord, n_layer: int, d_head: int | No
                f'{_esc(c.ablation)}.</p>')
     svg = circuit_svg.render(c.nodes or {}, c.edges or (), n_layer, node_info=node_info, d_head=d_head,
                              dom_id=f"svg-{task}")
-    return (f'<section class="circuit" id="circuit-{_esc(task)}"><h3>{_esc(task)}</h3>{summary}'
+    card = _card(task, c.validation.controls if c.validation else None)
+    return (f'<section class="circuit" id="circuit-{_esc(task)}"><h3>{_esc(task)}</h3>{summary}{card}'
             f'<div class="diagram">{svg}</div></section>')
+
+
+def _card(task: str, card: Mapping[str, Any] | None) -> str:
+    """The faithfulness card (circuits.faithfulness): per control its verdict, numbers and one-line meaning."""
+    if not card:
+        return ('<p class="note">No faithfulness card: <code>python -m experiments.faithfulness '
+                '--workdir=RUN</code> computes it.</p>')
+    rows = []
+    for name, verdict in card.get("verdicts", {}).items():
+        c = card.get(name, {})
+        seconds = card.get("seconds", {}).get(name)
+        rows.append(f'<tr><th class="task">{_esc(name)}</th><td class="verdict v-{_esc(verdict.replace("/", ""))}" '
+                    f'data-task="{_esc(task)}" data-key="card.{_esc(name)}" data-value="{_esc(verdict)}">'
+                    f'{_esc(verdict)}</td><td>{_esc(c.get("summary", ""))}</td>'
+                    f'<td class="meaning">{_esc(c.get("meaning", ""))}</td>'
+                    f'<td class="num">{fmt(seconds)} s</td></tr>')
+    flags = card.get("flags") or []
+    head = (f'<p class="stats">Faithfulness card: <b>{len(flags)}</b> of {len(rows)} controls flagged'
+            f'{": " + _esc(", ".join(flags)) if flags else ""} (all numbers on the test split).</p>')
+    return (f'{head}<table class="data card"><thead><tr><th>control</th><th>verdict</th><th>result</th>'
+            f'<th>what it asks</th><th>time</th></tr></thead><tbody>{"".join(rows)}</tbody></table>')
 
 
 LEGEND = (
