@@ -9,6 +9,8 @@ circuit.json under validation.controls; the report shows it. The controls that p
 pruning budget; --config (default: the run's prune config) gives the card's controls and thresholds.
 """
 
+import logging
+
 from absl import flags
 
 from wsparse import cli
@@ -23,6 +25,7 @@ _FORCE = flags.DEFINE_bool("force", False, "Compute the card again even where it
 
 def main(argv):
     del argv
+    logging.getLogger("absl").setLevel(logging.WARNING)  # orbax logs every restore at INFO
     import wsparse
     from wsparse import config as config_lib
     from wsparse import workflow

@@ -117,3 +117,14 @@ def test_eval_tasks_unknown_task(tmp_path):
     out = _entry_point("experiments.eval_tasks", f"--workdir={tmp_path}", "--tasks=for_while,nope")
     assert out.returncode == 2 and out.stderr.startswith("error: unknown task 'nope'"), out.stderr[-3000:]
     assert len(out.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--task=for_whlie"], "error: unknown task 'for_whlie'"),
+    (["--controls=swapped"], "error: config prune.faithfulness.controls: unknown ['swapped']"),
+])
+def test_faithfulness_mistakes_fail_before_loading_the_run(tmp_path, args, message):
+    """The workdir does not exist: had the run been loaded first, the error would be RunNotFound."""
+    out = _entry_point("experiments.faithfulness", f"--workdir={tmp_path / 'absent'}", *args)
+    assert out.returncode == 2 and out.stderr.startswith(message), out.stderr[-3000:]
+    assert len(out.stderr.strip().splitlines()) == 1

@@ -135,3 +135,50 @@ def test_summary_table_rows():
     assert lines[2].split() == ["for_while", "0.050", "1.00", "12", "9", "0.140", "True", "2.500"]
     assert lines[3].startswith("var_swap") and "(unsolved: loss > 0.15)" in lines[3]
     assert lines[4].split() == ["with_as", "0.120", "0.90", "unsolved"]
+
+
+def _solved(task, step=10, prune_config=None, controls=None):
+    validation = record.Validation(sufficiency=record.Sufficiency(loss=0.1, meets_target=True),
+                                   necessity=record.Necessity(loss=2.0, increase=1.9),
+                                   random_controls=record.RandomControls(n=0), controls=controls)
+    return _record(task, step=step, prune_config=prune_config, nodes={"0.mlp.post_act": [1]}, n_nodes=1, edges=[],
+                   n_edges={"total": 0}, circuit_loss={"train": 0.1, "test": 0.1}, validation=validation)
+
+
+def test_faithfulness_cards_use_the_circuits_budget_reuse_current_cards_and_skip_tasks_without_circuits(
+        tmp_path, monkeypatch):
+    from wsparse.circuits import faithfulness
+
+    run = _run(tmp_path)
+    circuit_cfg = config_lib.PruneConfig(steps=7, n_test_pairs=5)
+    asked = config_lib.PruneConfig(faithfulness=config_lib.FaithfulnessConfig(controls=("seeds",), n_seeds=3))
+    record.save(_solved("for_while", prune_config=config_lib.to_dict(circuit_cfg)),
+                record.path_for(str(tmp_path), "for_while"))
+    record.save(_record("var_swap"), record.path_for(str(tmp_path), "var_swap"))  # unsolved: nothing to check
+    calls = []
+    monkeypatch.setattr(means, "for_run", lambda run, cfg, log: "stats")
+    monkeypatch.setattr(extract, "task_batches", lambda run, task, cfg, shifted: {"test": task})
+
+    def fake_card(params, model_cfg, cfg, stats, batches, rec, **kw):
+        calls.append((rec.task, cfg.steps, cfg.n_test_pairs, cfg.faithfulness.n_seeds, kw["controls"]))
+        return {"card_version": 1, "budget": faithfulness.budget(cfg), "seconds": {"seeds": 1.0},
+                "verdicts": {"seeds": "pass"}, "flags": [], "seeds": {"verdict": "pass", "summary": "s"}}
+
+    monkeypatch.setattr(faithfulness, "card", fake_card)
+    run.params, run.cfg = None, types.SimpleNamespace(model=None)
+    messages = []
+    out = workflow.faithfulness_cards(run, ["for_while", "var_swap", "with_as"], asked, log=messages.append)
+    # The circuit's own pruning budget (steps 7, 5 test pairs) with the asked card settings (3 seeds).
+    assert calls == [("for_while", 7, 5, 3, ("seeds",))] and list(out) == ["for_while"]
+    assert record.load(record.path_for(str(tmp_path), "for_while")).validation.controls["verdicts"] == {
+        "seeds": "pass"}
+    assert any(m.startswith("var_swap: no circuit") for m in messages)
+    assert any(m.startswith("with_as: no circuit") for m in messages)
+    calls.clear()
+    workflow.faithfulness_cards(run, ["for_while"], asked, log=messages.append)
+    assert calls == []  # the card is current: reused
+    other = config_lib.PruneConfig(faithfulness=config_lib.FaithfulnessConfig(controls=("seeds",), n_seeds=4))
+    workflow.faithfulness_cards(run, ["for_while"], other, log=messages.append)
+    assert [c[3] for c in calls] == [4]  # another budget: computed again
+    assert "seeds" in workflow.describe_card("for_while", out["for_while"].validation.controls)
+

@@ -108,20 +108,21 @@ def reach(pr: Pruner, settings: Mapping[str, np.ndarray], pairs: TaskPairs, cfg:
         cand += [pr.units_to_nodes((rank < k).astype(np.float32)) for k in ks]
         labels += [(s, f"top-{k} prefix") for k in ks]
     cand_ = np.stack(cand)
-    val, test = pr.loss(cand_, pairs.val), pr.loss(cand_, pairs.test)
+    val = pr.loss(cand_, pairs.val)  # every candidate on val; only the two chosen ones on test
     i = int(np.argmin(val))
     learned = [j for j, (_, what) in enumerate(labels) if what == "learned mask"]
     j = learned[int(np.argmin(val[learned]))]
+    test = dict(zip((i, j), pr.loss(cand_[[i, j]], pairs.test)))
     k, m_units = pr.bisect(scores, pairs.val, target)
     bis = pr.units_to_nodes(m_units[int(np.argmin(k))])
     bis_val, bis_test = (float(pr.loss(bis[None], p)[0]) for p in (pairs.val, pairs.test))
-    best = float(test[i])
+    best, full_loss = float(test[i]), float(pr.loss(full, pairs.test)[0])
     flag = best <= fc.reach_factor * target
     return {
         "verdict": _verdict(flag),
         "summary": f"best test loss the mask reaches {best:.3f} with {int(cand_[i].sum())} nodes "
-                   f"(flag at <= {fc.reach_factor * target:.3g}); full model {float(pr.loss(full, pairs.test)[0]):.3f}",
-        "full_model_test_loss": float(pr.loss(full, pairs.test)[0]),
+                   f"(flag at <= {fc.reach_factor * target:.3g}); full model {full_loss:.3f}",
+        "full_model_test_loss": full_loss,
         "best": {"what": labels[i][1], "setting": labels[i][0], "n_nodes": int(cand_[i].sum()),
                  "val_loss": float(val[i]), "test_loss": best},
         "learned_mask": {"setting": labels[j][0], "n_nodes": int(cand_[j].sum()), "val_loss": float(val[j]),
