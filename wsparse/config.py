@@ -182,7 +182,7 @@ class FaithfulnessConfig:
 
     controls: tuple[str, ...] = FAITHFULNESS_CONTROLS  # which controls the card computes
     reach_factor: float = 2.0  # swapped/random flag: the best loss the mask reaches is <= reach_factor * target
-    prefix_points: int = 24  # top-k prefixes of the learned ranking scored on val (log-spaced k)
+    prefix_points: int = 12  # top-k prefixes of the learned ranking scored on val (log-spaced k)
     random_seed: int = 1  # the randomly initialised model of random_weights
     ablation_kinds: tuple[str, ...] = ("mean", "zero", "resample")
     ablation_flag_ratio: float = 2.0  # flag when circuit edges under two ablation kinds differ by more than this
