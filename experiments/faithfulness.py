@@ -6,7 +6,8 @@ the model does the task, or only how a mask can make it.
 
 Checks every task with a circuit (extract them first with experiments.prune) and writes the card into its
 circuit.json under validation.controls; the report shows it. The controls that prune again use the circuit's own
-pruning budget; --config (default: the run's prune config) gives the card's controls and thresholds.
+pruning budget; --config (default: the run's prune config) gives the card's thresholds, and its controls when
+given (without it, all six run). Re-running reuses a card of the same settings that holds every asked control.
 """
 
 import logging
@@ -32,7 +33,8 @@ def main(argv):
 
     names = workflow.resolve_tasks(_TASK.value)  # before any work: a typo fails here
     cfg = None if _CONFIG.value is None else config_lib.from_configdict(_CONFIG.value, config_lib.PruneConfig)
-    controls = None
+    # --controls, else the --config's, else all six (a run's own config may hold the demo's cheap selection).
+    controls = config_lib.FAITHFULNESS_CONTROLS if cfg is None else None
     if _CONTROLS.value:
         fc = config_lib.FaithfulnessConfig(controls=tuple(_CONTROLS.value))
         fc.validate()  # an unknown control fails here

@@ -65,7 +65,7 @@ def symmetric_pretraining(n: int = 8) -> np.ndarray:
     return np.stack([pre, mirror]).astype(np.int32)
 
 
-def node_stats(params) -> "means.NodeStats":
+def node_stats(params):
     """Node means and a resample bank over ``symmetric_pretraining`` (the model's 'pretraining' distribution)."""
     from wsparse.circuits import means
 

@@ -15,7 +15,7 @@ from wsparse import tasks
 from wsparse.circuits import extract as extract_lib
 from wsparse.circuits import graph, masks, means, prune, record, validate
 from wsparse.circuits.extract import extract
-from wsparse.config import ModelConfig, PruneConfig
+from wsparse.config import PruneConfig
 
 from planted import CFG, PLANTED, PRUNE, cue_batch, planted_params, splits  # noqa: E402
 

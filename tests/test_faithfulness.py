@@ -60,6 +60,7 @@ def test_seeds_fidelity_and_shift_on_the_planted_model(planted_card):
     assert seeds["mean_jaccard_with_circuit"] == pytest.approx(1.0) and seeds["n_edges"] == [4, 4]
     fid = card["node_fidelity"]
     assert fid["n_kept"] == 6 and fid["n_low"] == 0 and fid["corr_quantiles"]["min"] > 0.999
+    assert fid["last_position"]["n_low"] == 0
     assert fid["mean_head_tv"] < 1e-6  # q = k = 0: attention is uniform in both
     shift = card["distribution_shift"]
     assert shift["n_pairs"] == 32 and abs(shift["gap"]) < 0.05 and shift["shift"] == "two more fillers"
@@ -92,6 +93,7 @@ def test_node_fidelity_flags_nodes_whose_inputs_were_ablated():
         m[pr.layout.slice(name).start + idx] = 1.0
     out = fidelity.node_fidelity(pr, m, pr.pad(cue_batch(32, 2)), PRUNE.faithfulness)
     assert out["verdict"] == "flag" and out["n_low"] == 4 and out["low_frac"] == 1.0
+    assert out["last_position"]["n_low"] == 4
     assert set(out["lowest"]) == {"0.attn.v:1", "0.attn.resid_delta:2", "0.mlp.act_in:2", "0.mlp.post_act:3"}
 
 

@@ -31,12 +31,12 @@ import numpy as np
 
 from wsparse import config as C
 from wsparse import model as M
-from wsparse import sparsity, tasks
-from wsparse.circuits import extract, fidelity, graph, means
+from wsparse import sparsity
+from wsparse.circuits import extract, fidelity, means
 from wsparse.circuits.means import NodeStats
-from wsparse.circuits.prune import SETTING_KEYS, Pairs, Pruner, UnitScores, pairs_from_batch, ranks, settings_grid
+from wsparse.circuits.prune import SETTING_KEYS, Pairs, Pruner, pairs_from_batch, ranks, settings_grid
 from wsparse.circuits.record import CircuitRecord
-from wsparse.config import FaithfulnessConfig, ModelConfig, PruneConfig
+from wsparse.config import ModelConfig, PruneConfig
 
 CARD_VERSION = 1
 MEANINGS = {
@@ -170,7 +170,7 @@ def random_weights(params: Any, model_cfg: ModelConfig, cfg: PruneConfig, batche
 # -- how much does the circuit depend on choices of the method? ------------------------------------------------------
 
 
-def _circuit_row(pr: Pruner, found: extract.Search, test: Pairs, host_params: Any) -> dict[str, Any]:
+def _circuit_row(found: extract.Search) -> dict[str, Any]:
     row = found.rows[found.best]
     return {"n_nodes": row["n_nodes"], "n_edges": row["n_edges"], "val_loss": row["val_loss"],
             "test_loss": row["test_loss"], "meets_target_on_val": row["meets_target_on_val"]}
@@ -184,11 +184,12 @@ def ablation_kinds(params: Any, model_cfg: ModelConfig, cfg: PruneConfig, stats:
     for kind in fc.ablation_kinds:
         if kind == rec.ablation:
             kinds[kind] = {"n_nodes": rec.n_nodes, "n_edges": rec.edges_total, "val_loss": rec.circuit_loss["val"],
-                           "test_loss": rec.circuit_loss["test"], "meets_target_on_val": True, "is_record": True}
+                           "test_loss": rec.circuit_loss["test"],
+                           "meets_target_on_val": rec.circuit_loss["val"] <= rec.target_loss, "is_record": True}
             continue
         pr = Pruner(params, model_cfg, dataclasses.replace(cfg, ablation=kind), stats)
         found = extract.search(pr, settings_grid(cfg), pairs.train, pairs.val, pairs.test, cfg.target_loss, host)
-        kinds[kind] = _circuit_row(pr, found, pairs.test, host)
+        kinds[kind] = _circuit_row(found)
     edges = {k: max(1, v["n_edges"]) for k, v in kinds.items()}
     ratio = max(edges.values()) / min(edges.values())
     text = ", ".join(f"{k} {v['n_edges']} edges (test {v['test_loss']:.3f})" for k, v in kinds.items())

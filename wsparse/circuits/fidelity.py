@@ -5,7 +5,7 @@ A pruned circuit can meet the task loss through mechanisms the full model does n
 ablated may carry a constant, change sign, or take another role, and a head whose query or key channels were ablated
 may attend uniformly. One jitted scan over the test pairs runs the full model and the circuit side by side through
 the masked ``node_fn`` and accumulates, per node, the moments of the two activations over every real position
-(their correlation), and per head the total-variation distance between the two attention rows at the last position
+(their correlation; also over last positions alone), and per head the total-variation distance between the two attention rows at the last position
 (the sink's share counted as one more slot).
 """
 
@@ -66,20 +66,23 @@ def _moments(spec: MaskSpec, params, stats, m_nodes, pairs: Pairs):
         full = _run(spec, params, ablate, jnp.ones_like(m_nodes), flat.tokens)
         circ = _run(spec, params, ablate, m_nodes, flat.tokens)
         w_B = jnp.concatenate([p.weight, p.weight])
-        w_BT1 = (w_B[:, None] * (jnp.arange(T)[None, :] <= flat.last[:, None]))[..., None]
+        t_T = jnp.arange(T)[None, :]
         x = jnp.concatenate([full[n] for n in spec.layout.names], -1)
         y = jnp.concatenate([circ[n] for n in spec.layout.names], -1)
-        upd = {"n": jnp.broadcast_to(w_BT1.sum((0, 1)), (N,)), "x": (w_BT1 * x).sum((0, 1)),
-               "y": (w_BT1 * y).sum((0, 1)), "xx": (w_BT1 * x * x).sum((0, 1)), "yy": (w_BT1 * y * y).sum((0, 1)),
-               "xy": (w_BT1 * x * y).sum((0, 1))}
+        upd = {}
+        for where, pos_BT in (("all", t_T <= flat.last[:, None]), ("last", t_T == flat.last[:, None])):
+            w_BT1 = (w_B[:, None] * pos_BT)[..., None]
+            upd[where] = {"n": jnp.broadcast_to(w_BT1.sum((0, 1)), (N,)), "x": (w_BT1 * x).sum((0, 1)),
+                          "y": (w_BT1 * y).sum((0, 1)), "xx": (w_BT1 * x * x).sum((0, 1)),
+                          "yy": (w_BT1 * y * y).sum((0, 1)), "xy": (w_BT1 * x * y).sum((0, 1))}
         tv_LBH = 0.5 * jnp.abs(_last_rows(spec, params, full, flat.last)
                                - _last_rows(spec, params, circ, flat.last)).sum(-1)
         upd["tv"] = (w_B[None, :, None] * tv_LBH).sum(1)
         upd["n_seq"] = w_B.sum()
         return jax.tree.map(jnp.add, carry, upd), None
 
-    init = {k: jnp.zeros((N,), jnp.float32) for k in MOMENTS} | {"tv": jnp.zeros((L, H), jnp.float32),
-                                                                 "n_seq": jnp.zeros((), jnp.float32)}
+    moments = {k: jnp.zeros((N,), jnp.float32) for k in MOMENTS}
+    init = {"all": moments, "last": moments, "tv": jnp.zeros((L, H), jnp.float32), "n_seq": jnp.zeros((), jnp.float32)}
     total, _ = jax.lax.scan(body, init, chunks(pairs, spec.batch_pairs))
     return total
 
@@ -111,16 +114,22 @@ def kept_heads(pr: Pruner, m_nodes: np.ndarray) -> np.ndarray:
 
 
 def node_fidelity(pr: Pruner, m_nodes: np.ndarray, test: Pairs, fc: FaithfulnessConfig) -> dict[str, Any]:
-    """The correlation of each kept node's activation in the circuit with the full model's on ``test`` (every real
-    position), and the mean attention total variation of kept heads at the last position."""
+    """The correlation of each kept node's activation in the circuit with the full model's on ``test`` over every
+    real position (the verdict's), and over each sequence's last position alone (``last_position``: where the answer
+    is read); and the mean attention total variation of kept heads at the last position."""
     mom = jax.device_get(_moments(pr.spec, pr.params, pr.stats, jnp.asarray(m_nodes, jnp.float32), test))
-    r, constant = correlations({k: np.asarray(mom[k], np.float64) for k in MOMENTS})
     kept = np.flatnonzero(m_nodes > 0)
     names = [f"{n}:{i}" for n in pr.layout.names for i in range(pr.layout.widths[pr.layout.names.index(n)])]
-    defined = kept[~constant[kept]]
+
+    def stats(where):
+        r, constant = correlations({k: np.asarray(mom[where][k], np.float64) for k in MOMENTS})
+        defined = kept[~constant[kept]]
+        return r, constant, defined, defined[r[defined] < fc.min_corr]
+
+    r, constant, defined, low = stats("all")
     rk = r[defined]
-    low = defined[rk < fc.min_corr]
     low_frac = float(len(low) / max(1, len(defined)))
+    r_last, _, defined_last, low_last = stats("last")
     heads = kept_heads(pr, m_nodes)
     tv = np.asarray(mom["tv"]) / max(1.0, float(mom["n_seq"]))
     head_tv = {f"{i}.h{h}": float(tv[i, h]) for i, h in zip(*np.nonzero(heads))}
@@ -132,11 +141,15 @@ def node_fidelity(pr: Pruner, m_nodes: np.ndarray, test: Pairs, fc: Faithfulness
         "verdict": "flag" if flag else "pass",
         "summary": f"{len(low)} of {len(defined)} kept nodes correlate below {fc.min_corr:g} with the full model "
                    f"({low_frac:.0%}; flag above {fc.max_low_frac:.0%}), {int(np.sum(rk < 0))} negatively; "
-                   f"median r {q(0.5) if q(0.5) is None else format(q(0.5), '.2f')}; {len(head_tv)} kept heads, "
+                   f"median r {q(0.5) if q(0.5) is None else format(q(0.5), '.2f')} ({len(low_last)} low at the "
+                   f"last position); {len(head_tv)} kept heads, "
                    f"mean attention TV {mean_tv:.2f} (flag above {fc.max_attention_tv:g})",
         "n_kept": int(len(kept)), "n_constant": int(np.sum(constant[kept])), "n_low": int(len(low)),
         "n_negative": int(np.sum(rk < 0)), "low_frac": low_frac,
         "corr_quantiles": {"min": q(0.0), "p10": q(0.1), "median": q(0.5)},
         "lowest": {names[j]: float(r[j]) for j in worst},
+        "last_position": {"n_defined": int(len(defined_last)), "n_low": int(len(low_last)),
+                          "low_frac": float(len(low_last) / max(1, len(defined_last))),
+                          "median": float(np.median(r_last[defined_last])) if len(defined_last) else None},
         "head_tv": head_tv, "mean_head_tv": mean_tv, "max_head_tv": max(head_tv.values(), default=0.0),
     }
