@@ -223,7 +223,7 @@ def _card(task: str, card: Mapping[str, Any] | None) -> str:
                     f'data-task="{_esc(task)}" data-key="card.{_esc(name)}" data-value="{_esc(verdict)}">'
                     f'{_esc(verdict)}</td><td>{_esc(c.get("summary", ""))}</td>'
                     f'<td class="meaning">{_esc(c.get("meaning", ""))}</td>'
-                    f'<td class="num">{fmt(seconds)} s</td></tr>')
+                    f'<td class="num">{"–" if seconds is None else f"{seconds:.0f} s"}</td></tr>')
     flags = card.get("flags") or []
     head = (f'<p class="stats">Faithfulness card: <b>{len(flags)}</b> of {len(rows)} controls flagged'
             f'{": " + _esc(", ".join(flags)) if flags else ""} (all numbers on the test split).</p>')
