@@ -170,3 +170,16 @@ def test_card_rejects_unknown_controls_and_needs_pretraining_tokens(planted_card
         F.card(params, CFG, CARD_CFG, stats, splits(), rec, controls=("random_weights",))
     with pytest.raises(C.ConfigError, match="faithfulness.controls"):
         C.FaithfulnessConfig(controls=("nope",)).validate()
+
+
+def test_merge_adds_and_renews_controls_in_order():
+    old = {"budget": {"b": 1}, "seconds": {"seeds": 3.0, "node_fidelity": 1.0},
+           "verdicts": {"seeds": "pass", "node_fidelity": "flag"}, "seeds": {"v": "old"}, "node_fidelity": {"v": "old"}}
+    new = {"budget": {"b": 1}, "seconds": {"swapped_answers": 2.0, "node_fidelity": 0.5},
+           "verdicts": {"swapped_answers": "flag", "node_fidelity": "pass"}, "swapped_answers": {"v": "new"},
+           "node_fidelity": {"v": "new"}}
+    card = F.merge(old, new)
+    assert list(card["verdicts"]) == ["swapped_answers", "seeds", "node_fidelity"]
+    assert card["verdicts"] == {"swapped_answers": "flag", "seeds": "pass", "node_fidelity": "pass"}
+    assert card["node_fidelity"] == {"v": "new"} and card["seeds"] == {"v": "old"}
+    assert card["flags"] == ["swapped_answers"] and card["seconds"]["node_fidelity"] == 0.5

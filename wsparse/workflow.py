@@ -131,7 +131,8 @@ def faithfulness_cards(run: Any, names: list[str], cfg: PruneConfig, *, controls
 
     The controls that prune again use the circuit's own pruning budget, read from its record; ``cfg`` gives only
     the card's settings (``cfg.faithfulness``) and ``controls`` (default: ``cfg.faithfulness.controls``). With
-    ``reuse``, a card with these settings that already holds every asked control is kept.
+    ``reuse``, a card with these settings that already holds every asked control is kept; otherwise the asked
+    controls are computed and added to a card of the same settings (a card of other settings is replaced).
     """
     import dataclasses
 
@@ -166,6 +167,8 @@ def faithfulness_cards(run: Any, names: list[str], cfg: PruneConfig, *, controls
                                  extract.task_batches(run, task, prune_cfg, shifted=True), rec,
                                  pretrain_tokens=tokens, shift=tasks.get(task).shift_description,
                                  controls=controls, log=log)
+        if old.get("budget") == card["budget"]:  # the same settings: the card gains (or renews) these controls
+            card = faithfulness.merge(old, card)
         rec = dataclasses.replace(rec, validation=dataclasses.replace(rec.validation, controls=card))
         record.save(rec, path)
         log(f"{task} card ({time.perf_counter() - t0:.0f}s): flags {card['flags'] or 'none'}")

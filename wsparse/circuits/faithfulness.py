@@ -297,3 +297,15 @@ def budget(cfg: PruneConfig) -> dict[str, Any]:
     return {"faithfulness": C.to_dict(cfg.faithfulness), "target_loss": cfg.target_loss, "ablation": cfg.ablation,
             "mask_settings": int(len(s["seed"])), "mask_steps": cfg.steps, "batch_pairs": cfg.batch_pairs,
             "n_train_pairs": cfg.n_train_pairs, "n_val_pairs": cfg.n_val_pairs, "n_test_pairs": cfg.n_test_pairs}
+
+
+def merge(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, Any]:
+    """Card ``old`` with ``new``'s controls added or replaced (both of the same budget), in the canonical order."""
+    names = [n for n in C.FAITHFULNESS_CONTROLS if n in old.get("verdicts", {}) or n in new["verdicts"]]
+    pick = lambda n: new if n in new["verdicts"] else old  # noqa: E731
+    out: dict[str, Any] = {"card_version": CARD_VERSION, "budget": new["budget"],
+                           "seconds": {n: pick(n)["seconds"][n] for n in names},
+                           "verdicts": {n: pick(n)["verdicts"][n] for n in names}}
+    out |= {n: pick(n)[n] for n in names}
+    out["flags"] = [n for n, v in out["verdicts"].items() if v == "flag"]
+    return out
