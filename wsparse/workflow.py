@@ -169,6 +169,11 @@ def faithfulness_cards(run: Any, names: list[str], cfg: PruneConfig, *, controls
                                  controls=controls, log=log)
         if old.get("budget") == card["budget"]:  # the same settings: the card gains (or renews) these controls
             card = faithfulness.merge(old, card)
+        elif old:
+            changed = sorted(k for k in set(old.get("budget", {})) | set(card["budget"])
+                             if old.get("budget", {}).get(k) != card["budget"].get(k))
+            log(f"{task}: replacing a card of other settings (budget differs in {', '.join(changed)}): its "
+                f"controls {', '.join(old.get('verdicts', {}))} are dropped")
         rec = dataclasses.replace(rec, validation=dataclasses.replace(rec.validation, controls=card))
         record.save(rec, path)
         log(f"{task} card ({time.perf_counter() - t0:.0f}s): flags {card['flags'] or 'none'}")
