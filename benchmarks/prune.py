@@ -1,11 +1,13 @@
 """Time to a circuit, and a vmapped sweep of S settings against S sequential runs of one setting.
 
-    .venv/bin/python benchmarks/prune.py [--workdir=RUN] [--task=single_double_quote] [--steps=20] [--rounds=2]
+    .venv/bin/python benchmarks/prune.py [--workdir=RUN] [--task=single_double_quote] [--steps=20] [--rounds=2] \
+        [--before=REV] [--skip-sequential] [--skip-extract]
 
 With a trained run (--workdir) it prunes a real task; without one it uses the demo config's model at random init
 and a synthetic task batch of the same shape (timing only: such a model solves nothing, so the target is raised
-above its loss). Mask-training times are warm (compiled beforehand), best of --rounds interleaved rounds; the full
-pipeline time (means, training, bisection, calibration, validation, edges) is cold, compiles included.
+above its loss). Mask-training times are warm (compiled beforehand), median of --rounds interleaved rounds; the full
+pipeline time (means, training, bisection, calibration, validation, edges) is cold, compiles included. With
+``--before=REV`` the mask loop of git revision REV is timed beside today's, interleaved.
 """
 
 from __future__ import annotations
@@ -54,6 +56,9 @@ def main() -> None:
     ap.add_argument("--length", type=int, default=48, help="synthetic sequence length (no --workdir)")
     ap.add_argument("--train-pairs", type=int, default=256)
     ap.add_argument("--test-pairs", type=int, default=128)
+    ap.add_argument("--before", default=None, help="git revision of the mask loop to time side by side")
+    ap.add_argument("--skip-sequential", action="store_true", help="skip the S sequential one-setting runs")
+    ap.add_argument("--skip-extract", action="store_true", help="stop after the mask-training timings")
     args = ap.parse_args()
 
     pcfg = C.from_configdict(prune_config.get_config(""), C.PruneConfig)
@@ -96,18 +101,33 @@ def main() -> None:
     settings = prune.settings_grid(pcfg)
     S = len(settings["seed"])
     one = [prune.take_setting(settings, i) for i in range(S)]
-    pr.train(one[0], pairs), pr.train(settings, pairs)  # compile S = 1 and S = 8
-    t_one, t_sweep, t_seq = [], [], []
-    for _ in range(args.rounds):
-        t_one.append(timed(lambda: pr.train(one[0], pairs)[0]))
-        t_sweep.append(timed(lambda: pr.train(settings, pairs)[0]))
-        t_seq.append(sum(timed(lambda: pr.train(s, pairs)[0]) for s in one))
-    one_s, sweep_s, seq_s = min(t_one), min(t_sweep), min(t_seq)
-    print(f"mask training, {args.steps} steps (warm, best of {args.rounds}):")
-    print(f"  one setting:                 {one_s:.2f}s  ({1e3 * one_s / args.steps:.0f} ms/step)")
-    print(f"  vmapped sweep of {S}:          {sweep_s:.2f}s  = {sweep_s / one_s:.2f}x one run (target <= 3x)")
-    print(f"  {S} sequential runs of one:    {seq_s:.2f}s  = {seq_s / one_s:.2f}x one run; "
-          f"sweep speedup {seq_s / sweep_s:.2f}x")
+    pruners = {"now": pr}
+    if args.before:  # the mask loop of an older revision, with AbsTopK's old whole-array bisection
+        from benchmarks.prune_tasks import module_from_rev
+        old = module_from_rev(args.before, "wsparse/circuits/prune.py", "wsparse_prune_before")
+        pruners = {f"before ({args.before})": old.Pruner(params, dataclasses.replace(mcfg, topk_impl="bisect"),
+                                                         pcfg, stats), **pruners}
+    times = {(v, kind): [] for v in pruners for kind in ("one", "sweep", "seq")}
+    for p in pruners.values():
+        p.train(one[0], pairs), p.train(settings, pairs)  # compile S = 1 and S = 8
+    for _ in range(args.rounds):  # interleaved: a busy machine slows every variant alike
+        for v, p in pruners.items():
+            times[(v, "one")].append(timed(lambda: p.train(one[0], pairs)[0]))
+            times[(v, "sweep")].append(timed(lambda: p.train(settings, pairs)[0]))
+            if not args.skip_sequential:
+                times[(v, "seq")].append(sum(timed(lambda: p.train(s, pairs)[0]) for s in one))
+    print(f"mask training, {args.steps} steps (warm, median of {args.rounds} interleaved rounds):")
+    for v in pruners:
+        one_s, sweep_s = np.median(times[(v, "one")]), np.median(times[(v, "sweep")])
+        print(f"  [{v}] one setting:          {one_s:.2f}s  ({1e3 * one_s / args.steps:.0f} ms/step)")
+        print(f"  [{v}] vmapped sweep of {S}:   {sweep_s:.2f}s  = {sweep_s / one_s:.2f}x one run")
+        if times[(v, "seq")]:
+            seq_s = np.median(times[(v, "seq")])
+            print(f"  [{v}] {S} sequential runs:    {seq_s:.2f}s  = {seq_s / one_s:.2f}x one run; "
+                  f"sweep speedup {seq_s / sweep_s:.2f}x")
+    one_s, sweep_s = np.median(times[("now", "one")]), np.median(times[("now", "sweep")])
+    if args.skip_extract:
+        return
     t0 = time.perf_counter()
     record, rows = extract(params, mcfg, pcfg, stats, batches, task=args.task)
     t_extract = time.perf_counter() - t0

@@ -1,11 +1,16 @@
-"""Train-step throughput: sparse against dense at the same shapes, and where the sparse step spends its time.
+"""Train-step throughput: sparse against dense, where the sparse step spends its time, the top-k implementations, and
+(``--torch``) a plain PyTorch version of the same step, all timed side by side in one process.
 
-    .venv/bin/python benchmarks/train_step.py [--config=configs/demo.py] [--steps=8] [--rounds=3]
+    .venv/bin/python benchmarks/train_step.py [--config=configs/demo.py[:arg]] [--batch=64] [--issue-shape] \\
+        [--torch] [--steps=3] [--rounds=5] [--peak-tflops=X]
 
-Prints tokens/s, achieved model GFLOP/s as a fraction of a measured f32 matmul peak, and the time shares of the weight
-projection and of AbsTopK, measured by timing variants of the same step: full sparse step, the step without the
-projection, and the step with afrac = 1. Variants are timed in interleaved rounds and the best round is kept, so a
-busy shared machine biases all of them alike.
+Variants are timed in interleaved rounds (one step of each in turn) and the median is kept, so a busy shared machine
+biases all of them alike. Printed: tokens/s, achieved model GFLOP/s against a measured f32 matmul peak (or MFU against
+``--peak-tflops`` on an accelerator), the time shares of the weight projection and of AbsTopK (variants: the step
+without the projection, and with afrac = 1), the AbsTopK and projection implementations of ``model.topk_impl`` and
+``sparsity.topk_impl`` side by side, and with ``--torch`` the comparison table of issue 13: sparse and dense tokens/s
+of benchmarks/torch_ref.py against ours. ``--issue-shape`` turns off the attention sink and the bigram table (the
+model the PyTorch version implements) and sets batch 64: B=64, T=64, D=128, 4 layers for configs/demo.py.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ import argparse
 import dataclasses
 import importlib.util
 import os
+import statistics
 import sys
 import time
 from typing import Callable
@@ -26,12 +32,16 @@ import jax.numpy as jnp  # noqa: E402
 from wsparse import config as C  # noqa: E402
 from wsparse import model, optim, train  # noqa: E402
 
+replace = dataclasses.replace
 
-def load_config(path: str, arg: str = "") -> C.Config:
-    spec = importlib.util.spec_from_file_location("bench_config", path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return C.from_configdict(mod.get_config(arg))
+
+def load_config(spec: str) -> C.Config:
+    """``path[:arg]`` -> Config (the arg is the config file's ``get_config`` argument)."""
+    path, _, arg = spec.partition(":")
+    mod_spec = importlib.util.spec_from_file_location("bench_config", path)
+    mod = importlib.util.module_from_spec(mod_spec)
+    mod_spec.loader.exec_module(mod)
+    return C.from_configdict(mod.get_config(arg) if arg else mod.get_config())
 
 
 def build(cfg: C.Config, start_step: int):
@@ -59,29 +69,18 @@ def matmul_peak_gflops(n: int = 2048, reps: int = 5) -> float:
     return 2 * n**3 / best / 1e9
 
 
-def abs_topk_alternatives(m: C.ModelConfig, batch: int, reps: int = 5) -> None:
-    """AbsTopK alone at the model's activation shapes: the bit bisection we use vs lax.top_k-based thresholds."""
-
-    def topk_threshold(x, k):
-        a = jnp.abs(x)
-        return jnp.where(a >= jax.lax.top_k(a, k)[0][..., -1:], x, 0)
-
-    def topk_scatter(x, k):
-        _, idx = jax.lax.top_k(jnp.abs(x), k)
-        rows = jnp.arange(x.shape[0])[:, None]
-        return jnp.zeros_like(x).at[rows, idx].set(x[rows, idx])
-
-    print(f"\nAbsTopK alone, [{batch * m.n_ctx}, width], k = int(afrac * width), best of {reps} (ms):")
-    print(f"{'width':>6s} {'bisection':>10s} {'top_k+thr':>10s} {'top_k+scat':>10s}")
+def abs_topk_alternatives(m: C.ModelConfig, batch: int, reps: int = 7) -> None:
+    """AbsTopK alone at the model's activation shapes, each ``model.topk_impl`` (all exact and equal)."""
+    impls = ("bisect", "blocked", "top_k")
+    print(f"\nAbsTopK alone, [{batch * m.n_ctx}, width], k = int(afrac * width), median of {reps} interleaved (ms):")
+    print(f"{'width':>6s} " + " ".join(f"{i:>9s}" for i in impls))
     for width in sorted({m.d_model, m.d_attn, m.d_mlp}):
         x = jax.random.normal(jax.random.key(2), (batch * m.n_ctx, width), jnp.float32)
         k = int(m.afrac * width)
-        row = []
-        for fn in (model.abs_topk, topk_threshold, topk_scatter):
-            f = jax.jit(lambda x, fn=fn: fn(x, k))
-            f(x).block_until_ready()
-            row.append(min(_timed(lambda: f(x).block_until_ready()) for _ in range(reps)) * 1e3)
-        print(f"{width:6d} " + " ".join(f"{t:10.2f}" for t in row))
+        fns = {i: (lambda f=jax.jit(lambda x, i=i: model.abs_topk(x, k, i)): f(x).block_until_ready())
+               for i in impls}
+        med = interleaved(fns, reps)
+        print(f"{width:6d} " + " ".join(f"{med[i] * 1e3:9.2f}" for i in impls))
 
 
 def _timed(fn: Callable) -> float:
@@ -90,67 +89,128 @@ def _timed(fn: Callable) -> float:
     return time.perf_counter() - t
 
 
+def interleaved(fns: dict[str, Callable], rounds: int, per_round: int = 1) -> dict[str, float]:
+    """Median seconds per call of each function, calls alternating between them (one warm-up call each first)."""
+    for f in fns.values():
+        f()
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(rounds):
+        for name, f in fns.items():
+            for _ in range(per_round):
+                times[name].append(_timed(f))
+    return {name: statistics.median(t) for name, t in times.items()}
+
+
+def jax_stepper(cfg: C.Config, batch, start: int) -> Callable:
+    step, state = build(cfg, start)
+    box = [state]
+    t = time.perf_counter()
+    box[0], metrics = step(box[0], batch)
+    jax.block_until_ready(metrics)
+    print(f"compiled in {time.perf_counter() - t:5.1f}s", flush=True)
+
+    def one() -> None:
+        box[0], _ = step(box[0], batch)
+        jax.block_until_ready(box[0])
+
+    return one
+
+
+def torch_stepper(cfg: C.Config, batch, threads: int) -> Callable:
+    """One PyTorch step per call at ``threads`` intra-op threads. Both 1 and all cores are timed: on a machine shared
+    with other jobs, OpenMP's barrier-synchronised 2-thread regions can run 10x slower than one thread (measured here),
+    and the comparison uses PyTorch's faster setting."""
+    import numpy as np
+    import torch
+
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import torch_ref  # noqa: E402
+
+    trainer = torch_ref.Trainer(cfg)
+    tokens = torch.from_numpy(np.array(batch)).long()
+
+    def one() -> None:
+        torch.set_num_threads(threads)
+        trainer.step(tokens)
+
+    return one
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--config", default="configs/demo.py")
-    ap.add_argument("--steps", type=int, default=6, help="timed steps per variant per round")
-    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--batch", type=int, default=None, help="override train.batch_size")
+    ap.add_argument("--issue-shape", action="store_true", help="no sink, no bigram table, batch 64 (issue 13)")
+    ap.add_argument("--torch", action="store_true", help="also time benchmarks/torch_ref.py (needs torch)")
+    ap.add_argument("--steps", type=int, default=1, help="timed steps per variant per round")
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--peak-tflops", type=float, default=None, help="accelerator peak for MFU (e.g. 989 bf16 H100)")
+    ap.add_argument("--no-variants", action="store_true", help="only the sparse and dense steps (and torch)")
     args = ap.parse_args()
 
     sparse = load_config(args.config)
+    if args.issue_shape:
+        sparse = replace(sparse, model=replace(sparse.model, attn_sink=False, bigram_table=False),
+                         train=replace(sparse.train, batch_size=64))
+    if args.batch:
+        sparse = replace(sparse, train=replace(sparse.train, batch_size=args.batch))
     assert sparse.sparsity.enabled and sparse.model.afrac < 1.0, "the config must describe the sparse model"
-    variants = {
-        "sparse": sparse,
-        "sparse, no projection": dataclasses.replace(sparse, sparsity=dataclasses.replace(sparse.sparsity,
-                                                                                             enabled=False)),
-        "sparse, afrac=1": dataclasses.replace(sparse, model=dataclasses.replace(sparse.model, afrac=1.0)),
-        "dense": dataclasses.replace(sparse, model=dataclasses.replace(sparse.model, afrac=1.0),
-                                     sparsity=dataclasses.replace(sparse.sparsity, enabled=False)),
-    }
+    no_proj = replace(sparse.sparsity, enabled=False)
+    dense = replace(sparse, model=replace(sparse.model, afrac=1.0), sparsity=no_proj)
+    variants = {"sparse": sparse, "dense": dense}
+    if not args.no_variants:
+        variants |= {
+            "sparse, no projection": replace(sparse, sparsity=no_proj),
+            "sparse, afrac=1": replace(sparse, model=replace(sparse.model, afrac=1.0)),
+            "sparse, topk_impl=bisect": replace(sparse, model=replace(sparse.model, topk_impl="bisect"),
+                                                sparsity=replace(sparse.sparsity, topk_impl="bisect")),
+            "sparse, topk_impl=top_k/sort": replace(sparse, model=replace(sparse.model, topk_impl="top_k"),
+                                                    sparsity=replace(sparse.sparsity, topk_impl="sort")),
+        }
     m = sparse.model
     B = sparse.train.batch_size
     batch = jax.random.randint(jax.random.key(1), (B, m.n_ctx + 1), 0, m.vocab_size, jnp.int32)
-    start = sparse.train.steps - args.steps * args.rounds - 2  # past the anneal: densities at their targets
+    start = sparse.train.steps - args.steps * (args.rounds + 1) - 4  # past the anneal: densities at their targets
 
-    built = {}
+    fns: dict[str, Callable] = {}
     for name, cfg in variants.items():
-        step, state = build(cfg, start)
-        t = time.perf_counter()
-        state, metrics = step(state, batch)
-        jax.block_until_ready(metrics)
-        built[name] = [step, state]
-        print(f"compiled {name:24s} in {time.perf_counter() - t:5.1f}s", flush=True)
+        print(f"{name:28s} ", end="", flush=True)
+        fns[name] = jax_stepper(cfg, batch, start)
+    torch_threads = sorted({1, os.cpu_count() or 1})
+    if args.torch:
+        for kind, cfg in (("sparse", sparse), ("dense", dense)):
+            for th in torch_threads:
+                fns[f"torch {kind}, {th} thread(s)"] = torch_stepper(cfg, batch, th)
+    med = interleaved(fns, args.rounds, args.steps)
 
-    best = {name: float("inf") for name in variants}
-    for _ in range(args.rounds):
-        for name, entry in built.items():
-            step, state = entry
-            for _ in range(args.steps):
-                t = time.perf_counter()
-                state, metrics = step(state, batch)
-                jax.block_until_ready(state)
-                best[name] = min(best[name], time.perf_counter() - t)
-            entry[1] = state
-
-    peak = matmul_peak_gflops()
     flops = model_flops_per_step(m, B)
     tokens = B * m.n_ctx
+    platform = jax.devices()[0].platform
     print(f"\nconfig {args.config}: B={B} T={m.n_ctx} D={m.d_model} L={m.n_layer} d_mlp={m.d_mlp} "
-          f"H={m.n_head}x{m.d_head} V={m.vocab_size}; {jax.device_count()} {jax.devices()[0].platform} device(s), "
-          f"{os.cpu_count()} cores; best of {args.rounds}x{args.steps} steps")
-    print(f"matmul peak (2048^3 f32): {peak:.1f} GFLOP/s; model FLOPs/step {flops / 1e9:.2f} GFLOP\n")
-    print(f"{'variant':24s} {'ms/step':>8s} {'tokens/s':>9s} {'GFLOP/s':>8s} {'of peak':>8s}")
-    for name in variants:
-        s = best[name]
-        print(f"{name:24s} {s * 1e3:8.1f} {tokens / s:9.0f} {flops / s / 1e9:8.1f} {flops / s / 1e9 / peak:8.1%}")
-    full = best["sparse"]
-    proj = (full - best["sparse, no projection"]) / full
-    topk = (full - best["sparse, afrac=1"]) / full
-    ratio = best["dense"] / full
-    print(f"\nweight projection share of the sparse step: {proj:6.1%}  (target <= 10%)")
-    print(f"AbsTopK share of the sparse step:           {topk:6.1%}")
-    print(f"sparse / dense tokens/s:                    {ratio:6.2f}x (target >= 0.70x)")
-    abs_topk_alternatives(m, B)
+          f"H={m.n_head}x{m.d_head} V={m.vocab_size} sink={m.attn_sink} bigram={m.bigram_table} dtype={m.dtype}; "
+          f"{jax.device_count()} {platform} device(s), {os.cpu_count()} cores; median of {args.rounds} interleaved "
+          f"rounds x {args.steps} steps")
+    if args.peak_tflops:
+        peak, unit = args.peak_tflops * 1e3, "MFU"
+    else:
+        peak, unit = matmul_peak_gflops(), "of peak"
+        print(f"matmul peak (2048^3 f32, measured): {peak:.1f} GFLOP/s")
+    print(f"model FLOPs/step {flops / 1e9:.2f} GFLOP\n")
+    print(f"{'variant':30s} {'ms/step':>8s} {'tokens/s':>9s} {'GFLOP/s':>8s} {unit:>8s}")
+    for name, s in med.items():
+        print(f"{name:30s} {s * 1e3:8.1f} {tokens / s:9.0f} {flops / s / 1e9:8.1f} {flops / s / 1e9 / peak:8.1%}")
+    full = med["sparse"]
+    if not args.no_variants:
+        print(f"\nweight projection share of the sparse step: {(full - med['sparse, no projection']) / full:6.1%}")
+        print(f"AbsTopK share of the sparse step:           {(full - med['sparse, afrac=1']) / full:6.1%}")
+    print(f"sparse / dense tokens/s:                    {med['dense'] / full:6.2f}x")
+    if args.torch:
+        print("\n| step | PyTorch (benchmarks/torch_ref.py, faster thread setting) | wsparse | ratio |\n|---|---|---|---|")
+        for kind in ("sparse", "dense"):
+            t, w = max(tokens / med[f"torch {kind}, {th} thread(s)"] for th in torch_threads), tokens / med[kind]
+            print(f"| {kind} | {t / 1e3:.1f}k tokens/s | {w / 1e3:.1f}k tokens/s | {w / t:.2f}x |")
+    if not args.no_variants:
+        abs_topk_alternatives(m, B)
 
 
 if __name__ == "__main__":

@@ -157,6 +157,36 @@ def test_abs_topk_matches_reference(width, k):
     assert np.all(np.sum(y != 0, -1) == k)
 
 
+@pytest.mark.parametrize("impl", ["bisect", "blocked", "top_k"])
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16])
+def test_abs_topk_implementations_agree(impl, dtype, monkeypatch):
+    """Every implementation gives the same output and gradient, ties and zero rows included; a tiny block size makes
+    ``blocked`` run several blocks and pad the last one (7 * 5 = 35 rows in blocks of 4)."""
+    from wsparse import topk
+    monkeypatch.setattr(topk, "BLOCK_ELEMS", 4 * 24)
+    x = jnp.round(jax.random.normal(jax.random.key(9), (7, 5, 24)) * 4) / 4  # coarse values: many ties
+    x = x.at[2, 3].set(0.0).at[4, 1, :20].set(0.0).astype(dtype)
+    xf = np.asarray(x, np.float32)
+    for k in (1, 6, 23):
+        y = jax.jit(M.abs_topk, static_argnums=(1, 2))(x, k, impl)
+        assert y.dtype == dtype
+        keep = np.abs(xf) >= -np.sort(-np.abs(xf), -1)[..., k - 1:k]  # ties at the k-th all kept
+        ref = np.where(keep, xf, 0)
+        np.testing.assert_array_equal(np.asarray(y, np.float32), ref)
+        g = jax.grad(lambda x: jnp.sum(M.abs_topk(x, k, impl).astype(jnp.float32) * 2.0))(x)
+        np.testing.assert_array_equal(np.asarray(g, np.float32), 2.0 * keep)
+
+
+def test_topk_impl_auto_resolves_per_backend():
+    from wsparse import topk
+    assert topk.resolve("auto", topk.ROW_IMPLS, "blocked", "top_k") == (
+        "blocked" if jax.default_backend() == "cpu" else "top_k")
+    with pytest.raises(ValueError):
+        topk.resolve("radix", topk.ROW_IMPLS, "blocked", "top_k")
+    with pytest.raises(C.ConfigError):
+        C.from_configdict({"model": {"topk_impl": "radix"}})
+
+
 def test_abs_topk_bfloat16_exact():
     x = jax.random.normal(jax.random.key(0), (4, 64)).astype(jnp.bfloat16)
     y = jax.jit(M.abs_topk, static_argnums=1)(x, 16)

@@ -47,6 +47,9 @@ class ModelConfig:
     rms_eps: float = FLOAT32_EPS
     init_std: float = 0.02
     dtype: str = "float32"  # compute dtype of activations; params stay float32
+    # AbsTopK's exact k-th-largest search (wsparse/topk.py): auto (per backend), bisect, blocked or top_k. All give
+    # the same result; only the speed differs.
+    topk_impl: str = "auto"
 
     def validate(self) -> None:
         _check(self.n_layer >= 1, "model.n_layer", "must be >= 1")
@@ -57,6 +60,8 @@ class ModelConfig:
         _check(not bad, "model.afrac_locations", f"unknown {sorted(bad)}; known: {ACT_SPARSITY_LOCATIONS}")
         _check(self.vocab_size >= 2, "model.vocab_size", "must be >= 2")
         _check(self.dtype in ("float32", "bfloat16"), "model.dtype", "must be float32 or bfloat16")
+        _check(self.topk_impl in ("auto", "bisect", "blocked", "top_k"), "model.topk_impl",
+               "must be auto, bisect, blocked or top_k")
 
     @property
     def d_attn(self) -> int:
@@ -74,6 +79,8 @@ class SparsityConfig:
     min_alive_per_neuron: int = 4  # 0 disables the per-neuron reservation
     anneal_start_frac: float = 0.01
     anneal_end_frac: float = 0.5
+    # The projection's exact top-k (wsparse/sparsity.py): auto (per backend), bisect or sort. Same result either way.
+    topk_impl: str = "auto"
 
     def validate(self) -> None:
         for name in ("interior_density", "embed_density", "bias_density"):
@@ -82,6 +89,7 @@ class SparsityConfig:
         _check(self.min_alive_per_neuron >= 0, "sparsity.min_alive_per_neuron", "must be >= 0")
         _check(0.0 <= self.anneal_start_frac <= self.anneal_end_frac <= 1.0, "sparsity.anneal_*_frac",
                "need 0 <= anneal_start_frac <= anneal_end_frac <= 1")
+        _check(self.topk_impl in ("auto", "bisect", "sort"), "sparsity.topk_impl", "must be auto, bisect or sort")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -93,14 +93,29 @@ def _top_k_mask(key: jax.Array, k: jax.Array) -> jax.Array:
     return jax.lax.cond(jnp.sum(tie, dtype=jnp.int32) == m, lambda: above | tie, first_m_ties)
 
 
-def project_tensor(w: jax.Array, k: jax.Array, min_alive: int = 0, neuron_axis: int | None = None) -> jax.Array:
+def _top_k_mask_sort(key: jax.Array, k: jax.Array) -> jax.Array:
+    """The same mask as :func:`_top_k_mask` from one stable sort: rank by descending key, lowest index first."""
+    order = jnp.argsort(~key, stable=True)  # ~key ascending = key descending; stable keeps index order in ties
+    rank = jnp.zeros(key.shape, jnp.int32).at[order].set(jnp.arange(key.size, dtype=jnp.int32))
+    return rank < k
+
+
+PROJECT_IMPLS = ("auto", "bisect", "sort")
+
+
+def project_tensor(w: jax.Array, k: jax.Array, min_alive: int = 0, neuron_axis: int | None = None,
+                   impl: str = "auto") -> jax.Array:
     """Keeps exactly ``k`` entries of ``w`` by magnitude; with ``min_alive`` each line along ``neuron_axis``
-    (the axis a neuron's weights run along) reserves its top ``min_alive`` first."""
+    (the axis a neuron's weights run along) reserves its top ``min_alive`` first.
+
+    ``impl``: ``bisect`` (32 compare-and-count passes, the CPU default) or ``sort`` (one stable argsort, the
+    accelerator default under ``auto``); both keep the same entries."""
     absw = jnp.abs(w.astype(jnp.float32))
     key = jax.lax.bitcast_convert_type(absw, jnp.uint32)  # sign bit clear: orders like |w|
     if min_alive > 0 and neuron_axis is not None:
         key = key | (_reserve(absw, min_alive, neuron_axis).astype(jnp.uint32) << 31)
-    keep = _top_k_mask(key.ravel(), k).reshape(w.shape)
+    select = _top_k_mask_sort if topk.resolve(impl, PROJECT_IMPLS, "bisect", "sort") == "sort" else _top_k_mask
+    keep = select(key.ravel(), k).reshape(w.shape)
     return jnp.where(keep, w, jnp.zeros_like(w))
 
 
@@ -114,7 +129,7 @@ def project(params: Params, step: Any, total_steps: int, cfg: SparsityConfig) ->
         if f.family is None:
             return w
         k = keep_count(density_at(jnp.asarray(step), total_steps, cfg, f.family), w.size)
-        return project_tensor(w, k, cfg.min_alive_per_neuron, f.neuron_axis)
+        return project_tensor(w, k, cfg.min_alive_per_neuron, f.neuron_axis, cfg.topk_impl)
 
     return jax.tree_util.tree_map_with_path(one, params)
 

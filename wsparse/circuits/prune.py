@@ -315,6 +315,9 @@ def _bisect(spec: MaskSpec, params, stats, pairs, score_SU, tiebreak_SU, target)
     return jax.vmap(one, in_axes=(None, None, None, 0, 0, None))(params, stats, pairs, score_SU, tiebreak_SU, target)
 
 
+_pair_loss_S = jax.jit(jax.vmap(T.pair_loss, in_axes=(0, None)))  # one compiled call, not a dozen eager ops
+
+
 # -- the host-side handle ----------------------------------------------------------------------------------------------
 
 
@@ -340,7 +343,7 @@ class Pruner:
     def loss(self, m_nodes_SN: Array, pairs: Pairs) -> np.ndarray:
         """Task loss per sequence for each of S node masks ``[S, N]`` (1 = kept, 0 = ablated)."""
         d = self.diffs(m_nodes_SN, pairs)
-        return np.asarray(jax.vmap(T.pair_loss, in_axes=(0, None))(d, pairs.weight))
+        return np.asarray(_pair_loss_S(d, pairs.weight))
 
     def units_to_nodes(self, m_units: Array) -> np.ndarray:
         return np.asarray(self.layout.nodes(jnp.asarray(m_units)))
@@ -350,7 +353,9 @@ class Pruner:
         """Trains S mask settings together; returns their unit scores ``[S, U]`` and per-step task loss and nodes
         on ``[S, steps]``."""
         s = {k: jnp.asarray(v) for k, v in settings.items()}
-        carry = _init(self.spec, s)
+        # The first chunk's carry must have the placement the chunks return (that of the params, e.g. a restored
+        # run's NamedSharding): otherwise the second chunk compiles the whole mask loop a second time.
+        carry = jax.device_put(_init(self.spec, s), jax.tree.leaves(self.params)[0].sharding)
         length = min(self.cfg.chunk_steps, self.cfg.steps)
         logs = []
         for start in range(0, self.cfg.steps, length):
