@@ -168,6 +168,10 @@ def test_trained_state_decides_reuse_before_any_work(full_run, tmp_path, cache_d
     assert runs.trained_state(str(tmp_path / "new"), cfg) == "absent"
     assert runs.trained_state(str(workdir), cfg) == "done"
     assert runs.trained_state(str(workdir), tiny_config(cache_dir, train__log_every=2)) == "done"  # resumable key
+    # Another top-k implementation computes the same model: a run saved with another one (or before the switch
+    # existed) is the same run.
+    assert runs.trained_state(str(workdir), tiny_config(cache_dir, model__topk_impl="bisect",
+                                                        sparsity__topk_impl="sort")) == "done"
     other = tmp_path / "other"
     other.mkdir()
     config_lib.save(tiny_config(cache_dir, model__d_model=48), str(other / "config.json"))

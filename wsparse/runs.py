@@ -35,7 +35,8 @@ class RunNotFound(FileNotFoundError):
 # Keys that may differ between the command that started a run and one that resumes or reuses it.
 RESUMABLE_KEYS = frozenset({"train.log_every", "train.eval_every", "train.eval_batches", "train.checkpoint_every",
                             "train.keep_checkpoints", "train.mesh_data", "distributed", "prune", "name",
-                            "data.cache_dir"})
+                            "data.cache_dir",
+                            "model.topk_impl", "sparsity.topk_impl"})  # the top-k implementations give equal results
 
 
 def _flatten(d: dict, prefix: str = "") -> dict:
