@@ -49,7 +49,6 @@ def test_nonsense_tasks_stay_far_from_the_target_on_the_planted_model(planted_ca
     for name in ("swapped_answers", "random_weights"):
         c = card[name]
         assert c["best"]["test_loss"] > c["flag_at"] == CARD_CFG.faithfulness.reach_factor * PRUNE.target_loss
-        assert not c["bisection"]["meets_target_on_val"]
     assert card["swapped_answers"]["full_model_test_loss"] > 2.0  # the full model is confidently "wrong" there
 
 
