@@ -111,8 +111,9 @@ def _py(v: Any) -> Any:
 
 
 def prune_task(run: Any, task_name: str, cfg: PruneConfig, stats: NodeStats,
-               progress: Callable[[int], None] | None = None) -> CircuitRecord:
-    """Encodes the task's three splits with the run's tokenizer, extracts, writes ``circuits/<task>/``."""
+               progress: Callable[[int], None] | None = None, *, out_dir: str | None = None) -> CircuitRecord:
+    """Encodes the task's three splits with the run's tokenizer, extracts, writes ``circuits/<task>/`` (or
+    ``out_dir``: the frontier keeps circuits at other target losses apart from the run's own)."""
     task = tasks.get(task_name)
     sizes = {"train": cfg.n_train_pairs, "val": cfg.n_val_pairs, "test": cfg.n_test_pairs}
     batches = {split: tasks.encode(task, run.tokenizer, split, n, run.cfg.model.n_ctx, seed=cfg.seed)
@@ -120,7 +121,7 @@ def prune_task(run: Any, task_name: str, cfg: PruneConfig, stats: NodeStats,
     rec, rows = extract(run.params, run.cfg.model, cfg, stats, batches, task=task_name, progress=progress)
     rec = dataclasses.replace(rec, checkpoint_step=int(run.step), tokenizer_sha256=run.tokenizer_sha256,
                               prune_config=C.to_dict(cfg), means_tokens=stats.n_tokens)
-    write(rec, rows, os.path.dirname(record.path_for(run.workdir, task_name)))
+    write(rec, rows, out_dir or os.path.dirname(record.path_for(run.workdir, task_name)))
     return rec
 
 
