@@ -27,7 +27,7 @@ def test_cpu_grid_has_three_of_each_family_sharing_data_and_pruning_budget():
     assert len({config_lib.fingerprint(m.cfg.data) for m in f.members}) == 1
     assert all(m.cfg.prune == f.prune for m in f.members)
     by = {m.name: m.cfg for m in f.members}
-    assert by["s128_d16"].model.d_model == 128 and by["s128_d16"].sparsity.interior_density == 1 / 16
+    assert by["s128_d8"].model.d_model == 128 and by["s128_d8"].sparsity.interior_density == 1 / 8
     assert by["s64_d4"].model.d_model == 64 and by["s64_d4"].model.d_mlp == 256 and by["s64_d4"].model.n_head == 4
     assert by["dense32"].model.d_model == 32 and not by["dense32"].sparsity.enabled
     assert by["dense32"].model.afrac == 1.0 and by["s64_d4"].model.afrac < 1.0
