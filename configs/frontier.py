@@ -71,6 +71,8 @@ def cpu_variant():
     c = {"name": "frontier_cpu", "base": base.to_dict(), "sweep_steps": steps // 10, "task_pairs": 100,
          "tasks": [], "prune": p.to_dict(), "fig2_targets": list(TARGETS), "fig2_max_tasks": 2,
          "lrs": {"sparse": [1.5e-2, 3e-2, 6e-2], "dense": [5e-3, 1e-2, 2e-2]}}
+    # Families alternate, the loss-matched candidates first, so that a run cut short still has both families.
+    c["order"] = ["s128_d8", "dense128", "dense64", "s64_d2", "dense32", "s64_d4"]
     c["members"] = {
         "s64_d4": _sparse(64, 1 / 4),
         "s64_d2": _sparse(64, 1 / 2),

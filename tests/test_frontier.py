@@ -32,6 +32,7 @@ def test_cpu_grid_has_three_of_each_family_sharing_data_and_pruning_budget():
     assert by["dense32"].model.d_model == 32 and not by["dense32"].sparsity.enabled
     assert by["dense32"].model.afrac == 1.0 and by["s64_d4"].model.afrac < 1.0
     assert all(c.name == f"frontier_cpu_{n}" for n, c in by.items())
+    assert [m.family for m in f.members[:2]] == ["sparse", "dense"]  # the spec's run order, not sorted names
     assert f.tasks and len(f.tasks) == 20  # no task list: every registered task
     assert f.fig2_targets == (0.5, 0.3, 0.15, 0.05) and f.prune.target_loss in f.fig2_targets
 
@@ -64,6 +65,8 @@ def test_expansion_rejects_what_would_spoil_the_comparison():
         grid.expand(_spec(a=ok | {"set": {"model": {"widht": 3}}}))
     with pytest.raises(ConfigError, match="one data config"):
         grid.expand(_spec(a=ok, b=ok | {"set": {"sparsity": {"enabled": True}, "data": {"synthetic_weight": 0.5}}}))
+    with pytest.raises(ConfigError, match="unknown members"):
+        grid.expand(_spec(a=ok) | {"order": ["b"]})
     with pytest.raises(ConfigError, match="no member 'c'"):
         grid.expand(_spec(a=ok)).member("c")
     f = grid.expand(_spec(a=ok | {"lrs": [0.5]}))

@@ -2,7 +2,7 @@
 
 A spec is ``{"name", "base": <full Config dict>, "members": {name: {"family", "label", "set": <nested overrides>,
 ["lrs"]}}, "lrs": {"sparse": [...], "dense": [...]}, "sweep_steps", "task_pairs", "prune": <PruneConfig dict>,
-"fig2_targets", "fig2_max_tasks", "tasks"}`` (``tasks`` empty: every registered task). Every member is the base
+"fig2_targets", "fig2_max_tasks", "tasks", "order"}`` (``tasks`` empty: every registered task). Every member is the base
 config with its overrides and the one shared pruning config: the members differ only where the spec says they do,
 and the pruning budget cannot differ between them.
 """
@@ -87,6 +87,11 @@ def expand(spec: Mapping[str, Any]) -> Frontier:
         members.append(Member(name, family, m.get("label", name), cfg, lrs))
     if not members:
         raise ConfigError(f"frontier {spec['name']!r} has no members")
+    order = list(spec.get("order") or [])  # the run order (a ConfigDict sorts its keys); unnamed members last
+    unknown = set(order) - {m.name for m in members}
+    if unknown:
+        raise ConfigError(f"frontier order names unknown members {sorted(unknown)}")
+    members.sort(key=lambda m: order.index(m.name) if m.name in order else len(order))
     if len({config_lib.fingerprint(m.cfg.data) for m in members}) > 1:
         raise ConfigError("frontier members must share one data config (one corpus and tokenizer for all)")
     sweep_steps = int(spec["sweep_steps"])
