@@ -133,6 +133,15 @@ def test_headline_matches_at_the_lowest_shared_loss_and_takes_the_geometric_mean
     assert aggregate.matched_pair(members) == ("s2", "d2")
 
 
+def test_figure2_prunes_per_target_the_tasks_both_unpruned_models_reach():
+    s = {"tasks": {"a": {"unpruned_loss": 0.1}, "b": {"unpruned_loss": 0.4}, "c": {"unpruned_loss": 0.0},
+                   "d": {"unpruned_loss": None}}}
+    d = {"tasks": {"a": {"unpruned_loss": 0.2}, "b": {"unpruned_loss": 0.25}, "c": {"unpruned_loss": 0.01}}}
+    assert aggregate.fig2_tasks(s, d, (0.5, 0.3, 0.15, 0.005)) == {0.5: ["a", "b", "c"], 0.3: ["a", "c"],
+                                                                   0.15: ["c"], 0.005: []}
+    assert aggregate.fig2_tasks(s, d, (0.5,), max_tasks=2) == {0.5: ["a", "b"]}
+
+
 def test_headline_without_overlap_or_shared_tasks_says_why():
     apart = [_m("s", "sparse", 3.0, a=10), _m("d", "dense", 2.0, a=100), _m("d2", "dense", 2.5, a=100)]
     h = aggregate.headline(apart)

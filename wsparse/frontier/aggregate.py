@@ -131,6 +131,18 @@ def task_entry(result: Mapping[str, Any] | None, rec: Any) -> dict[str, Any]:
     return entry
 
 
+def fig2_tasks(sparse: Mapping[str, Any], dense: Mapping[str, Any], targets: Iterable[float],
+               max_tasks: int = 0) -> dict[float, list[str]]:
+    """Figure 2's tasks at each target: those whose unpruned test loss meets the target in both members of the pair,
+    in task order, at most ``max_tasks`` (0: all). Chosen from the unpruned models' losses, never from circuits."""
+    def meets(member: Mapping[str, Any], task: str, t: float) -> bool:
+        loss = (member["tasks"].get(task) or {}).get("unpruned_loss")
+        return loss is not None and loss <= t
+
+    return {float(t): [task for task in sparse["tasks"] if meets(sparse, task, t) and meets(dense, task, t)]
+            [:max_tasks or None] for t in targets}
+
+
 def fig2_points(records: Mapping[str, Mapping[float, Mapping[str, Any]]]) -> dict[str, Any]:
     """``records[family][target][task]`` -> per target, the tasks with a circuit in both families and each family's
     geometric-mean edges and mean test circuit loss over them."""

@@ -55,17 +55,14 @@ def collect(workdir: str, frontier: Frontier, *, log: Log = print, figure2: bool
     pair = aggregate.matched_pair(members)
     if pair is not None:
         by_name = {m["name"]: m for m in members}
-        both = [t for t in by_name[pair[0]]["tasks"] if by_name[pair[0]]["tasks"][t]["n_edges"] is not None
-                and (by_name[pair[1]]["tasks"].get(t) or {}).get("n_edges") is not None]
-        if frontier.fig2_max_tasks:
-            both = both[:frontier.fig2_max_tasks]
-        fig2 = {"pair": {"sparse": pair[0], "dense": pair[1]}, "tasks_pruned": both, "targets": []}
-        if figure2 and both:
+        plan = aggregate.fig2_tasks(by_name[pair[0]], by_name[pair[1]], frontier.fig2_targets,
+                                    frontier.fig2_max_tasks)
+        fig2 = {"pair": {"sparse": pair[0], "dense": pair[1]}, "tasks_pruned": plan, "targets": []}
+        if figure2 and any(plan.values()):
             records = {}
             for family, name in zip(("sparse", "dense"), pair):
                 log(f"\n== Figure 2: {name} at targets {', '.join(f'{t:g}' for t in frontier.fig2_targets)}")
-                records[family] = stages.prune_at_targets(runs[name], both, frontier.prune, frontier.fig2_targets,
-                                                          log=log)
+                records[family] = stages.prune_at_targets(runs[name], plan, frontier.prune, log=log)
             fig2 |= aggregate.fig2_points(records)
     out = {
         "name": frontier.name,

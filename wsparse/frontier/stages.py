@@ -135,18 +135,18 @@ def target_path(run_dir: str, target: float, task: str) -> str:
     return os.path.join(run_dir, FIG2_DIR, f"{target:g}", task, "circuit.json")
 
 
-def prune_at_targets(run: Any, tasks_: list[str], prune: PruneConfig, targets: tuple[float, ...], *,
+def prune_at_targets(run: Any, plan: dict[float, list[str]], prune: PruneConfig, *,
                      log: Log = print) -> dict[float, dict[str, Any]]:
-    """Circuits of ``tasks_`` at every target: the member's own circuits at its pruning target, the others written
-    under ``RUN/circuits_targets/<target>/<task>/`` and reused when made from the same step and config. A task whose
-    unpruned loss is above a target gets an unsolved record from extract itself (no mask is trained)."""
+    """Circuits of ``plan[target]`` tasks at every target: the member's own circuits at its pruning target, the others
+    written under ``RUN/circuits_targets/<target>/<task>/`` and reused when made from the same step and config. A task
+    whose unpruned val loss is above a target gets an unsolved record from extract itself (no mask is trained)."""
     from wsparse import config as config_lib
     from wsparse import workflow
     from wsparse.circuits import extract, means, record
 
     out: dict[float, dict[str, Any]] = {}
     stats = None
-    for target in targets:
+    for target, tasks_ in plan.items():
         cfg = target_config(prune, target)
         if target == prune.target_loss:
             out[target] = workflow.prune_tasks(run, tasks_, cfg, log=log, progress=False)
