@@ -186,6 +186,7 @@ def test_tiny_frontier_writes_every_artifact(tiny_frontier):
     for m in saved["members"]:
         assert m["family"] == m["name"] and m["steps"] == spec.member(m["name"]).cfg.train.steps
         assert set(m["tasks"]) == set(spec.tasks) and m["n_nonzero"] <= m["n_params"]
+        assert (m["n_params_no_bigram"], m["n_nonzero_no_bigram"]) == (m["n_params"], m["n_nonzero"])  # no table
         assert m["lr"] in spec.member(m["name"]).lrs
         if len(spec.member(m["name"]).lrs) > 1:
             assert m["lr"] == m["lr_sweep"]["chosen_lr"] and len(m["lr_sweep"]["runs"]) == 2

@@ -162,13 +162,22 @@ def fig2_points(records: Mapping[str, Mapping[float, Mapping[str, Any]]]) -> dic
     return {"targets": rows}
 
 
-def count_params(params: Any) -> tuple[int, int]:
-    """(parameters, nonzero parameters) of a model."""
+def count_params(params: Any) -> dict[str, int]:
+    """Parameters and nonzero parameters of a model, in all and without the bigram table (a dense V x V table that
+    every member of a grid shares in size and that dominates small models' counts)."""
     import jax
     import numpy as np
 
-    leaves = [np.asarray(x) for x in jax.tree_util.tree_leaves(params)]
-    return sum(int(x.size) for x in leaves), sum(int(np.count_nonzero(x)) for x in leaves)
+    out = {"n_params": 0, "n_nonzero": 0, "n_params_no_bigram": 0, "n_nonzero_no_bigram": 0}
+    for path, leaf in jax.tree_util.tree_flatten_with_path(params)[0]:
+        x = np.asarray(leaf)
+        size, nnz = int(x.size), int(np.count_nonzero(x))
+        bigram = "bigram" in jax.tree_util.keystr(path)
+        out["n_params"] += size
+        out["n_nonzero"] += nnz
+        out["n_params_no_bigram"] += 0 if bigram else size
+        out["n_nonzero_no_bigram"] += 0 if bigram else nnz
+    return out
 
 
 def summarize_member(run: Any, member: Any, lr: float, prune_target: float,
@@ -187,12 +196,11 @@ def summarize_member(run: Any, member: Any, lr: float, prune_target: float,
         rec = record.load(path) if r["loss"] <= prune_target and os.path.exists(path) else None
         tasks[task] = task_entry(r, rec)
     losses = stages.final_val_losses(run.workdir)
-    n_params, n_nonzero = count_params(run.params)
     m = run.cfg.model
     return {"name": member.name, "family": member.family, "label": member.label, "workdir": run.workdir,
             "d_model": m.d_model, "n_layer": m.n_layer, "interior_density": (run.cfg.sparsity.interior_density
                                                                               if run.cfg.sparsity.enabled else 1.0),
-            "lr": lr, "steps": int(run.step), "n_params": n_params, "n_nonzero": n_nonzero,
+            "lr": lr, "steps": int(run.step), **count_params(run.params),
             "val_loss": stages.objective(losses), "val_losses": losses,
             "n_solved": sum(1 for t in tasks.values() if t["n_edges"] is not None),
             "geomean_edges": geomean(t["n_edges"] for t in tasks.values() if t["n_edges"] is not None),

@@ -89,10 +89,12 @@ def _fmt(v: Any, spec: str = ".3f") -> str:
 def members_table(out: Mapping[str, Any]) -> list[list[str]]:
     """Rows of the members table (shared by index.html and docs): name, family, label, lr, params, nonzero,
     val loss, tasks solved, geometric-mean edges."""
-    rows = [["member", "family", "model", "lr", "params", "nonzero", "val loss", "solved", "geomean edges"]]
+    rows = [["member", "family", "model", "lr", "params", "nonzero", "nonzero w/o bigram", "val loss", "solved",
+             "geomean edges"]]
     for m in sorted(out["members"], key=lambda m: (m["family"], m["val_loss"] or 0)):
         rows.append([m["name"], m["family"], m["label"], f"{m['lr']:g}", _fmt(m["n_params"]), _fmt(m["n_nonzero"]),
-                     _fmt(m["val_loss"]), str(m["n_solved"]), _fmt(m["geomean_edges"], ",.0f")])
+                     _fmt(m.get("n_nonzero_no_bigram")), _fmt(m["val_loss"]), str(m["n_solved"]),
+                     _fmt(m["geomean_edges"], ",.0f")])
     return rows
 
 
