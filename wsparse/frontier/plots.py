@@ -40,6 +40,9 @@ def figure3(out: Mapping[str, Any]) -> str | None:
             for m in fam:
                 if m["geomean_edges"] is None:
                     ax.axvline(m["val_loss"], color=COLORS[family], lw=0.8, ls=":", alpha=0.6)
+                    ax.annotate(f"{m['label']} (0)", (m["val_loss"], 0.03), xycoords=("data", "axes fraction"),
+                                rotation=90, fontsize=7, color=COLORS[family], xytext=(-9, 0),
+                                textcoords="offset points")
                     continue
                 ax.annotate(f"{m['label']} ({m['n_solved']})", (m["val_loss"], m["geomean_edges"]),
                             textcoords="offset points", xytext=(4, 4), fontsize=7, color=COLORS[family])
