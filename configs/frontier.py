@@ -11,8 +11,8 @@ Variants:
   cpu    the demo's 4-layer model and data (configs/demo.py), 500 steps of 32 x 64 tokens: sparse D=64 at interior
          density 1/4 and 1/2 and D=128 at 1/8 (the same interior L0 as D=64 at 1/2, twice the width); dense D=32, 64,
          128. Three 50-step sweep runs per member; tasks scored on 100 test pairs; a cheap pruning budget (below);
-         Figure 2 prunes at most 2 of the pair's shared tasks. About 45 minutes on 2 cores alone (measured:
-         docs/results/frontier.md); made this small because the machine is shared.
+         Figure 2 prunes at most 2 tasks per target. Measured: 78 minutes on the 2-core machine while
+         shared with other jobs (docs/results/frontier.md). Its 50-step sweeps proved too short to tune.
   paper  the paper's grid for accelerators: configs/paper.py's widths 1x..16x at L0 = pfrac x 7.4M for pfrac
          0.125..2 (0.9M..14.8M; combinations whose interior density would exceed 1 are left out), and dense 1x, 2x, 4x.
 """
