@@ -147,13 +147,14 @@ def task_batches(run: Any, task_name: str, cfg: PruneConfig, *, shifted: bool = 
 
 
 def prune_task(run: Any, task_name: str, cfg: PruneConfig, stats: NodeStats,
-               progress: Callable[[int], None] | None = None) -> CircuitRecord:
-    """Encodes the task's three splits with the run's tokenizer, extracts, writes ``circuits/<task>/``."""
+               progress: Callable[[int], None] | None = None, *, out_dir: str | None = None) -> CircuitRecord:
+    """Encodes the task's three splits with the run's tokenizer, extracts, writes ``circuits/<task>/`` (or
+    ``out_dir``: the frontier keeps circuits at other target losses apart from the run's own)."""
     batches = task_batches(run, task_name, cfg)
     rec, rows = extract(run.params, run.cfg.model, cfg, stats, batches, task=task_name, progress=progress)
     rec = dataclasses.replace(rec, checkpoint_step=int(run.step), tokenizer_sha256=run.tokenizer_sha256,
                               prune_config=C.to_dict(cfg), means_tokens=stats.n_tokens)
-    write(rec, rows, os.path.dirname(record.path_for(run.workdir, task_name)))
+    write(rec, rows, out_dir or os.path.dirname(record.path_for(run.workdir, task_name)))
     return rec
 
 
