@@ -1,6 +1,6 @@
 """XLA:CPU compiler options on the train step, and single ops against PyTorch, all in one process, interleaved.
 
-    .venv/bin/python benchmarks/xla_options.py [--rounds=4] [--no-step] [--no-ops]
+    .venv/bin/python benchmarks/xla_options.py [--rounds=4] [--no-step] [--no-ops] [--kinds=dense,sparse]
 
 Step: the issue-13 shape's dense and sparse steps compiled with ``compiler_options`` (YNNPACK fusion kinds, XNNPACK
 dots, oneDNN) and timed in turn. Ops: the dense step's matmuls (forward and both transposed backward products), the
@@ -33,7 +33,7 @@ OPTIONS = {
 }
 
 
-def steps(rounds: int) -> None:
+def steps(rounds: int, kinds: tuple[str, ...]) -> None:
     rep = dataclasses.replace
     base = load_config("configs/demo.py")
     base = rep(base, model=rep(base.model, attn_sink=False, bigram_table=False),
@@ -41,7 +41,7 @@ def steps(rounds: int) -> None:
     dense = rep(base, model=rep(base.model, afrac=1.0), sparsity=rep(base.sparsity, enabled=False))
     batch = jax.random.randint(jax.random.key(1), (64, 65), 0, base.model.vocab_size, jnp.int32)
     fns = {}
-    for kind, cfg in (("dense", dense), ("sparse", base)):
+    for kind, cfg in [(k, c) for k, c in (("dense", dense), ("sparse", base)) if k in kinds]:
         for name, opts in OPTIONS.items():
             step, state = build(cfg, cfg.train.steps - 50)
             try:
@@ -92,11 +92,12 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=4)
     ap.add_argument("--no-step", action="store_true")
     ap.add_argument("--no-ops", action="store_true")
+    ap.add_argument("--kinds", default="dense,sparse", help="which steps to compile with each option")
     args = ap.parse_args()
     if not args.no_ops:
         ops(args.rounds * 2)
     if not args.no_step:
-        steps(args.rounds)
+        steps(args.rounds, tuple(args.kinds.split(",")))
 
 
 if __name__ == "__main__":
