@@ -1,7 +1,8 @@
 """Where a train step's time goes: a jax.profiler trace of the compiled step, each XLA op attributed to a category
 through the optimized HLO (op_name metadata and shapes).
 
-    .venv/bin/python benchmarks/profile_step.py [--config=configs/demo.py] [--dense] [--batch=64] [--steps=2]
+    .venv/bin/python benchmarks/profile_step.py [--config=configs/demo.py] [--dense] [--batch=64] [--steps=2] \
+        [--topk-impl=auto|bisect|blocked|top_k]
 
 Runs with the attention sink and bigram table off (the issue-13 shape, B=64). The categories are heuristics over the
 op names JAX writes into the HLO (dot_general with its einsum spec, ops inside the bisection loops, shapes of the
@@ -66,11 +67,14 @@ def main() -> None:
     ap.add_argument("--dense", action="store_true")
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--steps", type=int, default=2)
+    ap.add_argument("--topk-impl", default="auto", help="model.topk_impl and, bisect/auto only, sparsity.topk_impl")
     args = ap.parse_args()
     rep = dataclasses.replace
     cfg = load_config(args.config)
-    cfg = rep(cfg, model=rep(cfg.model, attn_sink=False, bigram_table=False),
+    cfg = rep(cfg, model=rep(cfg.model, attn_sink=False, bigram_table=False, topk_impl=args.topk_impl),
               train=rep(cfg.train, batch_size=args.batch))
+    if args.topk_impl in ("auto", "bisect"):
+        cfg = rep(cfg, sparsity=rep(cfg.sparsity, topk_impl=args.topk_impl))
     if args.dense:
         cfg = rep(cfg, model=rep(cfg.model, afrac=1.0), sparsity=rep(cfg.sparsity, enabled=False))
     m = cfg.model
