@@ -182,3 +182,14 @@ def test_merge_adds_and_renews_controls_in_order():
     assert card["verdicts"] == {"swapped_answers": "flag", "seeds": "pass", "node_fidelity": "pass"}
     assert card["node_fidelity"] == {"v": "new"} and card["seeds"] == {"v": "old"}
     assert card["flags"] == ["swapped_answers"] and card["seconds"]["node_fidelity"] == 0.5
+
+
+def test_random_setup_is_shared_not_recomputed(planted_card):
+    """The card takes a precomputed random model and means (one per run) and gives the numbers it computes alone."""
+    _, card = planted_card
+    params = planted_params()
+    setup = F.random_setup(params, CFG, CARD_CFG, symmetric_pretraining())
+    shared = F.random_weights(params, CFG, CARD_CFG, splits(), setup=setup)
+    assert shared["best"] == card["random_weights"]["best"]
+    with pytest.raises(ValueError, match="pretrain_tokens"):
+        F.random_weights(params, CFG, CARD_CFG, splits())

@@ -144,7 +144,8 @@ def faithfulness_cards(run: Any, names: list[str], cfg: PruneConfig, *, controls
         tasks.get(name)
     controls = tuple(controls if controls is not None else cfg.faithfulness.controls)
     out: dict[str, CircuitRecord] = {}
-    stats = tokens = None
+    stats = None
+    randoms: dict[tuple, Any] = {}
     for task in names:
         path = record.path_for(run.workdir, task)
         rec = cached_circuit(run, task, cfg, log=log) or (record.load(path) if os.path.exists(path) else None)
@@ -160,13 +161,18 @@ def faithfulness_cards(run: Any, names: list[str], cfg: PruneConfig, *, controls
             out[task] = rec
             continue
         stats = stats or means.for_run(run, prune_cfg, log=log)
-        if tokens is None and "random_weights" in controls:
-            tokens = run.val_tokens(prune_cfg.means_tokens, batch=means.MEANS_BATCH)
+        random = None
+        if "random_weights" in controls:  # one random model (and its means) for every circuit of the same budget
+            key = (prune_cfg.faithfulness.random_seed, prune_cfg.means_tokens, prune_cfg.resample_bank, prune_cfg.seed)
+            if key not in randoms:
+                tokens = run.val_tokens(prune_cfg.means_tokens, batch=means.MEANS_BATCH)
+                randoms[key] = faithfulness.random_setup(run.params, run.cfg.model, prune_cfg, tokens)
+            random = randoms[key]
         t0 = time.perf_counter()
         card = faithfulness.card(run.params, run.cfg.model, prune_cfg, stats,
                                  extract.task_batches(run, task, prune_cfg, shifted=True), rec,
-                                 pretrain_tokens=tokens, shift=tasks.get(task).shift_description,
-                                 controls=controls, log=log)
+                                 shift=tasks.get(task).shift_description, controls=controls, log=log,
+                                 random=random)
         if old.get("budget") == card["budget"]:  # the same settings: the card gains (or renews) these controls
             card = faithfulness.merge(old, card)
         elif old:

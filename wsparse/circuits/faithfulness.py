@@ -153,11 +153,19 @@ def random_model(params: Any, model_cfg: ModelConfig, seed: int) -> Any:
     return jax.tree_util.tree_map_with_path(one, params, fresh)
 
 
-def random_weights(params: Any, model_cfg: ModelConfig, cfg: PruneConfig, batches: Mapping[str, Any],
-                   pretrain_tokens: np.ndarray) -> dict[str, Any]:
-    """``reach`` on the real task for ``random_model``, with node means over ``pretrain_tokens`` (``[n, B, T]``)."""
+def random_setup(params: Any, model_cfg: ModelConfig, cfg: PruneConfig, pretrain_tokens: np.ndarray
+                 ) -> tuple[Any, NodeStats]:
+    """``random_model`` and its node means over ``pretrain_tokens`` (``[n, B, T]``): the same for every task of a
+    run, so a caller checking several circuits computes it once."""
     rand = random_model(params, model_cfg, cfg.faithfulness.random_seed)
-    stats = means.compute(rand, model_cfg, pretrain_tokens, n_bank=cfg.resample_bank, seed=cfg.seed)
+    return rand, means.compute(rand, model_cfg, pretrain_tokens, n_bank=cfg.resample_bank, seed=cfg.seed)
+
+
+def random_weights(params: Any, model_cfg: ModelConfig, cfg: PruneConfig, batches: Mapping[str, Any],
+                   pretrain_tokens: np.ndarray | None = None, *, setup: tuple[Any, NodeStats] | None = None
+                   ) -> dict[str, Any]:
+    """``reach`` on the real task for ``random_model`` (``setup``, or ``random_setup`` over ``pretrain_tokens``)."""
+    rand, stats = setup or random_setup(params, model_cfg, cfg, _need(pretrain_tokens))
     pr = Pruner(rand, model_cfg, cfg, stats)
     out = reach(pr, settings_grid(cfg), TaskPairs.from_batches(pr, batches), cfg)
     return out | {"random_seed": cfg.faithfulness.random_seed, "means_tokens": stats.n_tokens}
@@ -243,10 +251,12 @@ def distribution_shift(pr: Pruner, m_nodes: np.ndarray, pairs: TaskPairs, cfg: P
 
 def card(params: Any, model_cfg: ModelConfig, cfg: PruneConfig, stats: NodeStats, batches: Mapping[str, Any],
          rec: CircuitRecord, *, pretrain_tokens: np.ndarray | None = None, shift: str = "",
-         controls: tuple[str, ...] | None = None, log: Callable[[str], None] | None = None) -> dict[str, Any]:
+         controls: tuple[str, ...] | None = None, log: Callable[[str], None] | None = None,
+         random: tuple[Any, NodeStats] | None = None) -> dict[str, Any]:
     """The card for one solved circuit: ``controls`` (default ``cfg.faithfulness.controls``) on ``batches`` (the
     task's train/val/test TaskBatches, and ``"shifted"`` when the task declares a shift). ``random_weights`` needs
-    ``pretrain_tokens`` for its model's node means. Returns the dict stored in ``validation.controls``."""
+    ``pretrain_tokens`` for its model's node means, or ``random`` (``random_setup``'s result, shared across tasks).
+    Returns the dict stored in ``validation.controls``."""
     if not rec.is_solved:
         raise ValueError(f"task {rec.task}: no circuit to check ({rec.message})")
     fc = cfg.faithfulness
@@ -260,7 +270,7 @@ def card(params: Any, model_cfg: ModelConfig, cfg: PruneConfig, stats: NodeStats
     host = jax.device_get(params)
     run: dict[str, Callable[[], dict[str, Any]]] = {
         "swapped_answers": lambda: swapped_answers(pr, pairs, cfg),
-        "random_weights": lambda: random_weights(params, model_cfg, cfg, batches, _need(pretrain_tokens)),
+        "random_weights": lambda: random_weights(params, model_cfg, cfg, batches, pretrain_tokens, setup=random),
         "ablation_kinds": lambda: ablation_kinds(params, model_cfg, cfg, stats, pairs, rec),
         "seeds": lambda: seeds(pr, pairs, cfg, rec, host),
         "node_fidelity": lambda: fidelity.node_fidelity(pr, m, pairs.test, fc),
