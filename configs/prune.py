@@ -7,7 +7,8 @@ Variants:
             per task for the demo model on 2 cores, against hours for the default sweep there)
   sweep     a larger sweep: 4 k_coef x 3 lr x 2 seeds = 24 settings, 2000 steps
   zero, resample   the default with another ablation mode (docs/method.md section 5's criticism to test against)
-  cheap_card  the faithfulness card's two cheapest controls only (swapped_answers, random_weights): `make demo`
+  cheap_card  the faithfulness card's two cheapest controls only (swapped_answers, random_weights), 6 prefixes
+              each instead of 12: `make demo`
 
 The faithfulness card (`python -m experiments.faithfulness`, docs/method.md section 6) reads `faithfulness.*`: which
 controls to run and each flag threshold. Its re-pruning controls use the circuit's own budget above.
@@ -32,6 +33,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
             c.ablation = variant
         elif variant == "cheap_card":
             c.faithfulness.controls = ("swapped_answers", "random_weights")
+            c.faithfulness.prefix_points = 6  # half the default's prefixes: the demo's time budget
         else:
             raise ValueError(f"configs/prune.py: unknown variant {variant!r}; use single, fast, sweep, zero, resample, cheap_card")
     return c
