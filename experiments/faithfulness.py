@@ -19,7 +19,7 @@ from wsparse import cli
 _CONFIG = cli.define_config_file("config", None, "Pruning config (configs/prune.py); default: the run's.")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Run directory with extracted circuits.", required=True)
 _TASK = flags.DEFINE_string("task", "all", "A task name, a comma-separated list, or 'all'.")
-_CONTROLS = flags.DEFINE_list("controls", None, "Controls to run (default: the config's faithfulness.controls).")
+_CONTROLS = flags.DEFINE_list("controls", None, "Controls to run (default: --config's, or all six without it).")
 _STEP = flags.DEFINE_integer("step", None, "Checkpoint step (default: the latest).")
 _FORCE = flags.DEFINE_bool("force", False, "Compute the card again even where it is up to date.")
 
