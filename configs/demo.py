@@ -25,7 +25,7 @@ def get_config(arg: str = ""):
     c.data.update(default_sources=True, max_source_bytes=20_000_000, synthetic_weight=0.9,
                   tokenizer_train_bytes=20_000_000)
     c.train.update(steps=1000, batch_size=32, log_every=50, eval_every=250, eval_batches=8, checkpoint_every=250)
-    c.prune = prune.get_config("fast,cheap_card")  # the demo's faithfulness card: its two cheapest controls
+    c.prune = prune.get_config("fast,cheap_card")  # the demo's faithfulness card: swapped_answers
     if arg == "dense":
         c.name = "demo_dense"
         c.sparsity.enabled = False

@@ -1,5 +1,5 @@
-"""`make demo`: data -> weight-sparse training -> task evaluation -> circuits -> validation and the cheap part of
-the faithfulness card -> HTML report.
+"""`make demo`: data -> weight-sparse training -> task evaluation -> circuits -> validation and the faithfulness
+card's swapped_answers control -> HTML report.
 
     python -m experiments.demo [--config=configs/demo.py] [--workdir=runs/demo]
 
