@@ -181,9 +181,9 @@ def _circuit_row(found: extract.Search) -> dict[str, Any]:
 
 
 def ablation_kinds(params: Any, model_cfg: ModelConfig, cfg: PruneConfig, stats: NodeStats, pairs: TaskPairs,
-                   rec: CircuitRecord) -> dict[str, Any]:
+                   rec: CircuitRecord, host_params: Any) -> dict[str, Any]:
     """The circuit found with each ablation kind (the record's own kind is the record), its edges and test loss."""
-    fc, host = cfg.faithfulness, jax.device_get(params)
+    fc, host = cfg.faithfulness, host_params
     kinds: dict[str, dict[str, Any]] = {}
     for kind in fc.ablation_kinds:
         if kind == rec.ablation:
@@ -271,7 +271,7 @@ def card(params: Any, model_cfg: ModelConfig, cfg: PruneConfig, stats: NodeStats
     run: dict[str, Callable[[], dict[str, Any]]] = {
         "swapped_answers": lambda: swapped_answers(pr, pairs, cfg),
         "random_weights": lambda: random_weights(params, model_cfg, cfg, batches, pretrain_tokens, setup=random),
-        "ablation_kinds": lambda: ablation_kinds(params, model_cfg, cfg, stats, pairs, rec),
+        "ablation_kinds": lambda: ablation_kinds(params, model_cfg, cfg, stats, pairs, rec, host),
         "seeds": lambda: seeds(pr, pairs, cfg, rec, host),
         "node_fidelity": lambda: fidelity.node_fidelity(pr, m, pairs.test, fc),
         "distribution_shift": lambda: distribution_shift(pr, m, pairs, cfg, shift),
