@@ -128,3 +128,40 @@ def test_faithfulness_mistakes_fail_before_loading_the_run(tmp_path, args, messa
     out = _entry_point("experiments.faithfulness", f"--workdir={tmp_path / 'absent'}", *args)
     assert out.returncode == 2 and out.stderr.startswith(message), out.stderr[-3000:]
     assert len(out.stderr.strip().splitlines()) == 1
+
+
+def test_compile_cache_dir_follows_the_environment(tmp_path):
+    home = {"XDG_CACHE_HOME": str(tmp_path)}
+    assert cli.compile_cache_dir(home) == os.path.join(str(tmp_path), "wsparse", "xla")
+    assert cli.compile_cache_dir(home | {cli.COMPILE_CACHE_ENV: str(tmp_path / "c")}) == str(tmp_path / "c")
+    for off in ("off", "", "0"):
+        assert cli.compile_cache_dir(home | {cli.COMPILE_CACHE_ENV: off}) is None
+    # JAX's own setting stands: wsparse neither overrides nor duplicates it.
+    assert cli.compile_cache_dir(home | {"JAX_COMPILATION_CACHE_DIR": str(tmp_path / "j")}) is None
+
+
+_CACHED_PROGRAM = """
+import jax, jax.numpy as jnp
+from wsparse import cli
+hits = []
+jax.monitoring.register_event_listener(lambda e, **kw: hits.append(e) if e.endswith("cache_hits") else None)
+print(cli.enable_compile_cache())
+x = jax.jit(lambda a: jnp.tanh(a @ a.T).sum(0))(jnp.arange(64.0).reshape(8, 8) / 64)
+print(len(hits), x.tolist())
+"""
+
+
+def test_entry_points_reuse_compilations_across_processes(tmp_path):
+    """A second process loads the first one's executable from the persistent cache and computes the same bits."""
+    env = {k: v for k, v in os.environ.items() if k != "JAX_COMPILATION_CACHE_DIR"}
+    env[cli.COMPILE_CACHE_ENV] = str(tmp_path / "xla")
+
+    def once():
+        out = subprocess.run([sys.executable, "-c", _CACHED_PROGRAM], env=env, capture_output=True, text=True,
+                             check=True).stdout.splitlines()
+        return out[0], int(out[1].split(" ", 1)[0]), out[1].split(" ", 1)[1]
+
+    first, second = once(), once()
+    assert first[0] == second[0] == str(tmp_path / "xla") and os.listdir(first[0])
+    assert first[1] == 0 and second[1] >= 1
+    assert first[2] == second[2]

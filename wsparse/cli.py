@@ -13,6 +13,7 @@ traceback. Config-file flags must be defined with :func:`define_config_file` for
 from __future__ import annotations
 
 import functools
+import os
 import re
 import sys
 import traceback
@@ -139,6 +140,47 @@ def _check_config_files(flag_values: flags.FlagValues) -> None:
                 fail(f"--{name}: cannot load the config file: {detail}")
 
 
+COMPILE_CACHE_ENV = "WSPARSE_COMPILE_CACHE"
+COMPILE_CACHE_MAX_BYTES = 4 << 30  # least recently used entries are evicted beyond this
+
+
+def compile_cache_dir(environ: Any = None) -> str | None:
+    """Where entry points keep XLA's persistent compilation cache: ``$WSPARSE_COMPILE_CACHE`` (``off`` or empty:
+    none), else ``$XDG_CACHE_HOME/wsparse/xla`` (``~/.cache/wsparse/xla``). None also when JAX's own
+    ``JAX_COMPILATION_CACHE_DIR`` is set: that choice stands (the test suite sets it)."""
+    env = os.environ if environ is None else environ
+    if env.get("JAX_COMPILATION_CACHE_DIR"):
+        return None
+    d = env.get(COMPILE_CACHE_ENV)
+    if d is None:
+        d = os.path.join(env.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"), "wsparse", "xla")
+    if d.strip().lower() in ("", "off", "0", "none"):
+        return None
+    return os.path.abspath(os.path.expanduser(d))
+
+
+def enable_compile_cache() -> str | None:
+    """Turns on XLA's persistent compilation cache in :func:`compile_cache_dir` and returns the directory.
+
+    A new process that compiles a program an earlier one compiled (the same HLO, shapes, options, device and jax
+    version: JAX's cache key) loads the executable instead of compiling it again, with bit-identical results: the
+    second ``experiments.prune`` of a run, a sweep's seeds, a report after training. Every compilation is cached,
+    however short (an entry point compiles hundreds of small programs); the directory is capped at
+    :data:`COMPILE_CACHE_MAX_BYTES`."""
+    d = compile_cache_dir()
+    if d is None:
+        return None
+    import jax
+
+    jax.config.update("jax_compilation_cache_dir", d)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+    jax.config.update("jax_persistent_cache_min_entry_size_bytes", -1)
+    jax.config.update("jax_compilation_cache_max_size", COMPILE_CACHE_MAX_BYTES)
+    return d
+
+
 def run(main: Callable[[list[str]], Any]) -> None:
-    """``app.run(main)``, with user errors and command-line mistakes reported as one line and exit status 2."""
+    """``app.run(main)``, with user errors and command-line mistakes reported as one line and exit status 2, and
+    XLA's persistent compilation cache on (:func:`enable_compile_cache`)."""
+    enable_compile_cache()
     app.run(reporting(main), flags_parser=parse_flags)
