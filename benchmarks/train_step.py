@@ -16,6 +16,7 @@ model the PyTorch version implements) and sets batch 64: B=64, T=64, D=128, 4 la
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import importlib.util
 import os
@@ -23,6 +24,7 @@ import statistics
 import sys
 import time
 from typing import Callable
+from unittest import mock
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -101,11 +103,18 @@ def interleaved(fns: dict[str, Callable], rounds: int, per_round: int = 1) -> di
     return {name: statistics.median(t) for name, t in times.items()}
 
 
-def jax_stepper(cfg: C.Config, batch, start: int) -> Callable:
+def autodiff_softmax():
+    """Inside: attention's softmax differentiated by autodiff (the step before model._softmax had its own backward).
+    A step compiled inside keeps it."""
+    return mock.patch.object(model, "_softmax", lambda s, sink: model._softmax_parts(s, sink)[0])
+
+
+def jax_stepper(cfg: C.Config, batch, start: int, softmax_autodiff: bool = False) -> Callable:
     step, state = build(cfg, start)
     box = [state]
     t = time.perf_counter()
-    box[0], metrics = step(box[0], batch)
+    with autodiff_softmax() if softmax_autodiff else contextlib.nullcontext():
+        box[0], metrics = step(box[0], batch)
     jax.block_until_ready(metrics)
     print(f"compiled in {time.perf_counter() - t:5.1f}s", flush=True)
 
@@ -146,6 +155,8 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--peak-tflops", type=float, default=None, help="accelerator peak for MFU (e.g. 989 bf16 H100)")
     ap.add_argument("--no-variants", action="store_true", help="only the sparse and dense steps (and torch)")
+    ap.add_argument("--autodiff-softmax", action="store_true",
+                    help="also both steps with attention's softmax differentiated by autodiff (before its own backward)")
     args = ap.parse_args()
 
     sparse = load_config(args.config)
@@ -176,6 +187,10 @@ def main() -> None:
     for name, cfg in variants.items():
         print(f"{name:28s} ", end="", flush=True)
         fns[name] = jax_stepper(cfg, batch, start)
+    if args.autodiff_softmax:
+        for name, cfg in (("sparse", sparse), ("dense", dense)):
+            print(f"{name + ', autodiff softmax':28s} ", end="", flush=True)
+            fns[f"{name}, autodiff softmax"] = jax_stepper(cfg, batch, start, softmax_autodiff=True)
     torch_threads = sorted({1, os.cpu_count() or 1})
     if args.torch:
         for kind, cfg in (("sparse", sparse), ("dense", dense)):

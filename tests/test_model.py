@@ -226,6 +226,32 @@ def test_attention_sink_hand_check():
     np.testing.assert_allclose(np.asarray(M._attention(q, k, v, jnp.array([-80.0])))[0, :, 0], no_sink, rtol=1e-6)
 
 
+@pytest.mark.parametrize("with_sink", [False, True])
+def test_attention_probs_backward_matches_autodiff_of_the_plain_softmax(with_sink):
+    """attention_probs' hand-written backward (model._softmax) against autodiff of an independent formulation: the
+    sink as one more column of jax.nn.softmax, dropped afterwards. The forward is the same function."""
+    kq, kk, kw, ks = jax.random.split(jax.random.key(3), 4)
+    q, k = (2 * jax.random.normal(key, (3, 7, 2, 4)) for key in (kq, kk))
+    w = jax.random.normal(kw, (3, 2, 7, 7))
+    sink = jax.random.normal(ks, (2,)) if with_sink else None
+
+    def plain(q, k, sink):
+        s = jnp.einsum("bthd,bshd->bhts", q, k) / 2.0
+        s = jnp.where(jnp.tril(jnp.ones((7, 7), bool)), s, -jnp.inf)
+        if sink is None:
+            return jax.nn.softmax(s, axis=-1)
+        col = jnp.broadcast_to(sink[:, None, None], s.shape[:-1] + (1,))
+        return jax.nn.softmax(jnp.concatenate([s, col], axis=-1), axis=-1)[..., :-1]
+
+    np.testing.assert_allclose(M.attention_probs(q, k, sink), plain(q, k, sink), rtol=1e-6, atol=1e-7)
+    argnums = (0, 1, 2) if with_sink else (0, 1)
+    ours, theirs = (jax.jit(jax.grad(lambda *a, f=f: jnp.sum(f(*a) * w), argnums=argnums))(q, k, sink)
+                    for f in (M.attention_probs, plain))
+    for a, b in zip(ours, theirs):
+        assert float(jnp.abs(b).max()) > 1e-3  # a gradient that is there
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
 def test_bigram_adds_the_token_row():
     cfg = tiny_model(**FULL)
     p = init(cfg, jax.random.key(6))
