@@ -3,6 +3,11 @@ through the optimized HLO (op_name metadata and shapes).
 
     .venv/bin/python benchmarks/profile_step.py [--config=configs/demo.py] [--dense] [--batch=64] [--steps=2] \
         [--topk-impl=auto|bisect|blocked|top_k]
+    .venv/bin/python benchmarks/profile_step.py --mask-loop=runs/demo [--task=var_if] [--prune-config=fast]
+
+``--mask-loop`` profiles one chunk of pruning's mask loop (``prune._train_chunk``: forward and backward through the
+masked model) on a trained run instead, and attributes each op to the innermost wsparse function on its Python stack
+(the HLO's stack frames), split into matmuls and the rest, forward and backward.
 
 Runs with the attention sink and bigram table off (the issue-13 shape, B=64). The categories are heuristics over the
 op names JAX writes into the HLO (dot_general with its einsum spec, ops inside the bisection loops, shapes of the
@@ -21,10 +26,11 @@ import os
 import re
 import sys
 import tempfile
+from typing import Callable
 
 DUMP = tempfile.mkdtemp(prefix="wsparse_hlo_")
 os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + f" --xla_dump_to={DUMP} --xla_dump_hlo_as_text "
-                           "--xla_dump_hlo_module_re=.*step.* --xla_cpu_enable_xprof_traceme=true")
+                           "--xla_dump_hlo_module_re=.*(step|train_chunk).* --xla_cpu_enable_xprof_traceme=true")
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import dataclasses  # noqa: E402
@@ -61,14 +67,107 @@ def category(shape: str, op: str, m) -> str:
     return "other elementwise (norms, residual adds, AbsTopK select, their gradients)"
 
 
+def by_function(module_text: str) -> dict[str, str]:
+    """HLO instruction name -> "function (matmul|other, forward|backward)", the function being the innermost one
+    from wsparse on the instruction's Python stack (the module's StackFrames table)."""
+    tables, section = {"FileNames": {}, "FunctionNames": {}, "FileLocations": {}, "StackFrames": {}}, None
+    for line in module_text.splitlines():
+        if line.strip() in tables:
+            section = line.strip()
+        elif section and re.match(r"\d+ ", line):
+            key, rest = line.split(" ", 1)
+            tables[section][int(key)] = rest
+        elif section and line.strip():
+            section = None
+    num = lambda text, field: int(re.search(field + r"=(\d+)", text).group(1))
+
+    def place(frame: int) -> str:
+        seen = set()
+        while frame and frame not in seen:
+            seen.add(frame)
+            loc = tables["FileLocations"][num(tables["StackFrames"][frame], "file_location_id")]
+            path = tables["FileNames"][num(loc, "file_name_id")].strip('"')
+            if "/wsparse/" in path:
+                module = os.path.splitext(os.path.basename(path))[0]
+                return f"{module}.{tables['FunctionNames'][num(loc, 'function_name_id')].strip(chr(34))}"
+            frame = num(tables["StackFrames"][frame], "parent_frame_id")
+        return "(outside wsparse)"
+
+    out = {}
+    for hit in re.finditer(r"^\s*(?:ROOT )?%?([\w.\-]+) = .*?op_name=\"([^\"]*)\" stack_frame_id=(\d+)", module_text, re.M):
+        name, op, frame = hit.group(1), hit.group(2), int(hit.group(3))
+        kind = "matmul" if "dot_general" in op else "other"
+        way = "backward" if "transpose(" in op else "forward"
+        out.setdefault(name, f"{place(frame)} ({kind}, {way})")
+    return out
+
+
+def trace_ms(run_once: Callable[[], None], steps: int) -> dict[str, float]:
+    """Op name -> milliseconds per call of ``run_once``, from a jax.profiler trace of ``steps`` calls."""
+    trace_dir = tempfile.mkdtemp(prefix="wsparse_trace_")
+    jax.profiler.start_trace(trace_dir, create_perfetto_trace=True)
+    for _ in range(steps):
+        run_once()
+    jax.profiler.stop_trace()
+    trace = glob.glob(f"{trace_dir}/**/*.trace.json.gz", recursive=True)[0]
+    total = collections.Counter()
+    for e in json.load(gzip.open(trace))["traceEvents"]:
+        if e.get("ph") == "X":
+            total[e["name"]] += e["dur"] / steps / 1e3
+    return total
+
+
+def print_table(title: str, ms_by_category: collections.Counter) -> None:
+    s = sum(ms_by_category.values())
+    print(title + "\n\n| category | ms | share |\n|---|---|---|")
+    for c, t in ms_by_category.most_common():
+        print(f"| {c} | {t:.1f} | {t / s:.0%} |")
+    print(f"| total | {s:.0f} | |")
+
+
+def mask_loop(workdir: str, task: str, prune_variant: str, chunks: int) -> None:
+    """Profiles ``prune._train_chunk`` (``chunk_steps`` mask steps) on a trained run, by function."""
+    import wsparse
+    from configs import prune as prune_config
+    from wsparse import config as C, tasks
+    from wsparse.circuits import extract, means, prune
+
+    run = wsparse.load_run(workdir)
+    cfg = C.from_configdict(prune_config.get_config(prune_variant), C.PruneConfig)
+    pr = prune.Pruner(run.params, run.cfg.model, cfg, means.load(means.cache_path(run.workdir, run.step)))
+    pairs = prune.pairs_from_batch(extract.task_batches(run, task, cfg)["train"])
+    s = {k: jnp.asarray(v) for k, v in prune.settings_grid(cfg).items()}
+    carry = prune._init(pr.spec, s)
+    length = min(cfg.chunk_steps, cfg.steps)
+    once = lambda: jax.block_until_ready(prune._train_chunk(pr.spec, pr.params, pr.stats, pairs, s, carry,
+                                                            jnp.int32(0), length))
+    once()
+    per_call = trace_ms(once, chunks)
+    info = {}
+    for path in glob.glob(f"{DUMP}/*jit__train_chunk*after_optimizations.txt"):
+        info |= by_function(open(path).read())
+    total = collections.Counter()
+    for name, ms in per_call.items():
+        if name in info:
+            total[info[name]] += ms / length
+    print_table(f"mask loop of {workdir} on {task}, prune config {prune_variant!r} ({len(s['lr'])} setting(s), "
+                f"{cfg.batch_pairs} pairs per step, T={pairs.tokens.shape[-1]}); sum of XLA op times per mask step "
+                "(ms), by the innermost wsparse function:", total)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
+    ap.add_argument("--mask-loop", default=None, help="a trained run's workdir: profile pruning's mask loop on it")
+    ap.add_argument("--task", default="var_if", help="with --mask-loop")
+    ap.add_argument("--prune-config", default="fast", help="with --mask-loop: a configs/prune.py variant")
     ap.add_argument("--config", default="configs/demo.py")
     ap.add_argument("--dense", action="store_true")
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--steps", type=int, default=2)
     ap.add_argument("--topk-impl", default="auto", help="model.topk_impl and, bisect/auto only, sparsity.topk_impl")
     args = ap.parse_args()
+    if args.mask_loop:
+        return mask_loop(args.mask_loop, args.task, args.prune_config, args.steps)
     rep = dataclasses.replace
     cfg = load_config(args.config)
     cfg = rep(cfg, model=rep(cfg.model, attn_sink=False, bigram_table=False, topk_impl=args.topk_impl),

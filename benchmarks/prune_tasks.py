@@ -7,21 +7,25 @@ optionally side by side with an older revision of the mask loop in the same proc
 Each task's extraction (``wsparse.circuits.extract.extract``: unpruned check, mask training, bisection, calibration,
 validation, attribution baseline, edges) is timed end to end. The first round is cold (it compiles); later rounds
 reuse the compiled programs, as the workflow does from the second task on. With ``--before=REV`` the same tasks are
-extracted with ``wsparse/circuits/prune.py`` from git revision REV (and AbsTopK's old whole-array bisection), the
-two interleaved task by task, so a busy shared machine slows both alike. The node means are read from the run's cache
-(``circuits/means_step<N>.npz``, never written here).
+extracted by the whole ``wsparse`` package as it was at git revision REV (imported as ``wsparse_before``: its model,
+AbsTopK, masks and extraction), the two interleaved task by task, so a busy shared machine slows both alike. The node
+means are read from the run's cache (``circuits/means_step<N>.npz``, never written here).
 """
 
 from __future__ import annotations
 
 import argparse
 import collections
-import dataclasses
 import functools
-import importlib.util
+import glob
+import importlib
+import io
 import os
+import re
 import subprocess
 import sys
+import tarfile
+import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -32,22 +36,23 @@ import wsparse  # noqa: E402
 from configs import prune as prune_config  # noqa: E402
 from wsparse import config as C  # noqa: E402
 from wsparse import tasks  # noqa: E402
-from wsparse.circuits import extract as E  # noqa: E402
-from wsparse.circuits import means, validate  # noqa: E402
+from wsparse.circuits import means  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def module_from_rev(rev: str, path: str, name: str, replace: dict[str, str] | None = None):
-    """Imports ``path`` as it was at git revision ``rev``, under module ``name``."""
-    src = subprocess.run(["git", "show", f"{rev}:{path}"], cwd=ROOT, check=True, capture_output=True, text=True).stdout
-    for a, b in (replace or {}).items():
-        src = src.replace(a, b)
-    spec = importlib.util.spec_from_loader(name, loader=None)
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[name] = mod
-    exec(compile(src, f"{rev}:{path}", "exec"), mod.__dict__)
-    return mod
+def package_from_rev(rev: str, name: str = "wsparse_before"):
+    """The ``wsparse`` package as it was at git revision ``rev``, imported as ``name`` (its own imports rewired), so
+    both versions run side by side in one process."""
+    root = tempfile.mkdtemp(prefix="wsparse_rev_")
+    archive = subprocess.run(["git", "archive", rev, "wsparse"], cwd=ROOT, check=True, capture_output=True).stdout
+    tarfile.open(fileobj=io.BytesIO(archive)).extractall(root, filter="data")
+    os.rename(os.path.join(root, "wsparse"), os.path.join(root, name))
+    for path in glob.glob(os.path.join(root, name, "**", "*.py"), recursive=True):
+        src = open(path).read()
+        open(path, "w").write(re.sub(r"\b(from|import) wsparse\b", rf"\1 {name}", src))
+    sys.path.insert(0, root)
+    return importlib.import_module(name)
 
 
 class Phases:
@@ -70,12 +75,17 @@ class Phases:
         setattr(obj, attr, timed)
 
 
-def variant(label: str, prune_mod, extract_mod):
+def variant(label: str, package, run):
+    """(label, extract module, phase timer, model config, prune config class) of one ``wsparse`` package."""
+    prune_mod = importlib.import_module(f"{package.__name__}.circuits.prune")
+    extract_mod = importlib.import_module(f"{package.__name__}.circuits.extract")
     ph = Phases()
     for attr in ("train", "bisect", "loss", "diffs"):
         ph.wrap(prune_mod.Pruner, attr, attr)
     ph.wrap(extract_mod, "calibrate", "calibrate")
-    return label, extract_mod, ph
+    config = importlib.import_module(f"{package.__name__}.config")
+    model_cfg = config.from_configdict(C.to_dict(run.cfg)).model  # the package's own config classes
+    return label, extract_mod, ph, model_cfg, config
 
 
 def main() -> None:
@@ -90,13 +100,9 @@ def main() -> None:
     run = wsparse.load_run(args.workdir)
     pcfg = C.from_configdict(prune_config.get_config(args.config), C.PruneConfig)
     stats = means.load(means.cache_path(run.workdir, run.step))
-    from wsparse.circuits import prune as prune_new
-    variants = [variant("now", prune_new, E)]
+    variants = [variant("now", wsparse, run)]
     if args.before:
-        old = module_from_rev(args.before, "wsparse/circuits/prune.py", "wsparse_prune_before")
-        old_extract = module_from_rev(args.before, "wsparse/circuits/extract.py", "wsparse_extract_before",
-                                      {"from wsparse.circuits.prune import": "from wsparse_prune_before import"})
-        variants.insert(0, variant(f"before ({args.before})", old, old_extract))
+        variants.insert(0, variant(f"before ({args.before})", package_from_rev(args.before), run))
     names = [t for t in args.tasks.split(",") if t]
     sizes = {"train": pcfg.n_train_pairs, "val": pcfg.n_val_pairs, "test": pcfg.n_test_pairs}
     batches = {n: {s: tasks.encode(tasks.get(n), run.tokenizer, s, k, run.cfg.model.n_ctx, seed=pcfg.seed)
@@ -106,13 +112,11 @@ def main() -> None:
     results = collections.defaultdict(list)
     for r in range(args.rounds):
         for name in names:
-            for label, ex, ph in variants:
-                mcfg = run.cfg.model
-                if label.startswith("before"):
-                    mcfg = dataclasses.replace(mcfg, topk_impl="bisect")  # the old whole-array AbsTopK
+            for label, ex, ph, mcfg, config in variants:
                 ph.t.clear()
                 t0 = time.perf_counter()
-                rec, _ = ex.extract(run.params, mcfg, pcfg, stats, batches[name], task=name)
+                own_pcfg = config.from_configdict(prune_config.get_config(args.config), config.PruneConfig)
+                rec, _ = ex.extract(run.params, mcfg, own_pcfg, stats, batches[name], task=name)
                 dt = time.perf_counter() - t0
                 kind = "cold" if r == 0 and name == names[0] else "warm"
                 results[(label, kind)].append(dt)

@@ -32,7 +32,7 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 
 from wsparse import config as C  # noqa: E402
-from wsparse import model, optim, train  # noqa: E402
+from wsparse import model, optim, topk, train  # noqa: E402
 
 replace = dataclasses.replace
 
@@ -109,11 +109,20 @@ def autodiff_softmax():
     return mock.patch.object(model, "_softmax", lambda s, sink: model._softmax_parts(s, sink)[0])
 
 
-def jax_stepper(cfg: C.Config, batch, start: int, softmax_autodiff: bool = False) -> Callable:
+def full_bisection():
+    """Inside: the blocked AbsTopK runs all 31 bisection passes in every block (before it stopped once every row of
+    the block counted exactly k)."""
+    return mock.patch.object(topk, "_bisect_rows_until_exact", topk._bisect_rows)
+
+
+BEFORE = {"autodiff-softmax": autodiff_softmax, "full-bisection": full_bisection}
+
+
+def jax_stepper(cfg: C.Config, batch, start: int, before: str | None = None) -> Callable:
     step, state = build(cfg, start)
     box = [state]
     t = time.perf_counter()
-    with autodiff_softmax() if softmax_autodiff else contextlib.nullcontext():
+    with BEFORE[before]() if before else contextlib.nullcontext():
         box[0], metrics = step(box[0], batch)
     jax.block_until_ready(metrics)
     print(f"compiled in {time.perf_counter() - t:5.1f}s", flush=True)
@@ -155,8 +164,9 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--peak-tflops", type=float, default=None, help="accelerator peak for MFU (e.g. 989 bf16 H100)")
     ap.add_argument("--no-variants", action="store_true", help="only the sparse and dense steps (and torch)")
-    ap.add_argument("--autodiff-softmax", action="store_true",
-                    help="also both steps with attention's softmax differentiated by autodiff (before its own backward)")
+    ap.add_argument("--before", default="", help="comma-separated: also both steps as they were before a change, "
+                    f"one of {sorted(BEFORE)}")
+    ap.add_argument("--autodiff-softmax", action="store_true", help="the same as --before=autodiff-softmax")
     args = ap.parse_args()
 
     sparse = load_config(args.config)
@@ -187,10 +197,13 @@ def main() -> None:
     for name, cfg in variants.items():
         print(f"{name:28s} ", end="", flush=True)
         fns[name] = jax_stepper(cfg, batch, start)
-    if args.autodiff_softmax:
+    befores = [b for b in args.before.split(",") if b] + (["autodiff-softmax"] if args.autodiff_softmax else [])
+    for before in befores:
         for name, cfg in (("sparse", sparse), ("dense", dense)):
-            print(f"{name + ', autodiff softmax':28s} ", end="", flush=True)
-            fns[f"{name}, autodiff softmax"] = jax_stepper(cfg, batch, start, softmax_autodiff=True)
+            if before == "full-bisection" and name == "dense":
+                continue  # the dense step has no AbsTopK
+            print(f"{name + ', ' + before:28s} ", end="", flush=True)
+            fns[f"{name}, {before}"] = jax_stepper(cfg, batch, start, before)
     torch_threads = sorted({1, os.cpu_count() or 1})
     if args.torch:
         for kind, cfg in (("sparse", sparse), ("dense", dense)):

@@ -132,6 +132,23 @@ def test_all_on_is_the_unpruned_model(random_model, mode):
     np.testing.assert_array_equal(masked_logits(pr, np.ones(pr.layout.n_nodes), toks), np.asarray(full))
 
 
+@pytest.mark.parametrize("mode", ["mean", "resample"])
+def test_masked_logits_at_positions_are_the_full_pass_there(random_model, mode):
+    """With ``positions_B`` the last block's MLP runs at those positions alone, so resampled ablation values must be
+    read there too: a partial mask's logits equal the full masked pass's at each sequence's position."""
+    cfg, params, stats, _ = random_model
+    pr = prune.Pruner(params, cfg, dataclasses.replace(PRUNE, ablation=mode), stats)
+    rng = np.random.default_rng(8)
+    toks, pos = rng.integers(0, 16, size=(6, cfg.n_ctx)), np.array([cfg.n_ctx - 1, 0, 3, 5, 2, cfg.n_ctx - 2])
+    m = (rng.random(pr.layout.n_nodes) < 0.6).astype(np.float32)
+    f = jax.jit(lambda m, t, q: prune.masked_logits(pr.spec, pr.params, pr.stats, m, t, jax.random.key(0),
+                                                    positions_B=q))
+    at = np.asarray(f(jnp.asarray(m), jnp.asarray(toks), jnp.asarray(pos)))
+    full = masked_logits(pr, m, toks)
+    np.testing.assert_allclose(at, full[np.arange(6), pos], rtol=1e-5, atol=1e-5)
+    assert np.abs(at - full[:, 0]).max() > 1e-3  # the positions matter: reading position 0 would differ
+
+
 def test_all_off_mean_ablation_is_constant(random_model):
     """Every path between positions runs through nodes, so with all of them at their means the logits at a position
     depend on nothing but that position's own token (the embedding -> unembedding and bigram paths)."""

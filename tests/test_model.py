@@ -177,6 +177,26 @@ def test_abs_topk_implementations_agree(impl, dtype, monkeypatch):
         np.testing.assert_array_equal(np.asarray(g, np.float32), 2.0 * keep)
 
 
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16])
+def test_blocked_row_threshold_is_the_kth_largest(dtype, monkeypatch):
+    """``blocked`` stops bisecting once every row of a block counts exactly k entries and then reads the k-th largest
+    off the kept ones: it returns the k-th largest entry itself, ties, zero rows, a row with fewer than k nonzeros and
+    a NaN entry included, and keeps what ``bisect`` keeps."""
+    from wsparse import topk
+    monkeypatch.setattr(topk, "BLOCK_ELEMS", 4 * 24)
+    a = jnp.abs(jax.random.normal(jax.random.key(4), (9, 4, 24)))
+    a = a.at[0].set(jnp.round(a[0] * 4) / 4).at[1, 2].set(0.0).at[2, 1, :20].set(0.0).at[3, 3, 5].set(jnp.nan)
+    a = a.astype(dtype)
+    af = np.asarray(a, np.float32)
+    for k in (1, 6, 23):
+        ref = np.maximum(-np.sort(-np.where(np.isnan(af), -np.inf, af), -1)[..., k - 1:k], 0.0)  # NaN never counts
+        t = jax.jit(topk.row_threshold, static_argnums=(1, 2))(a, k, "blocked")
+        assert t.dtype == dtype and t.shape == a.shape[:-1] + (1,)
+        np.testing.assert_array_equal(np.asarray(t, np.float32), ref, err_msg=f"k={k}")
+        t_bisect = jax.jit(topk.row_threshold, static_argnums=(1, 2))(a, k, "bisect")
+        np.testing.assert_array_equal(a >= t, a >= t_bisect)
+
+
 def test_topk_impl_auto_resolves_per_backend():
     from wsparse import topk
     assert topk.resolve("auto", topk.ROW_IMPLS, "blocked", "top_k") == (
@@ -285,3 +305,8 @@ def test_logits_at_positions_equal_full_logits_there():
     at = M.forward(params, tokens, cfg, positions_B=positions)
     chex.assert_shape(at, (3, 64))
     np.testing.assert_allclose(at, full[jnp.arange(3), positions], rtol=1e-5, atol=1e-6)
+    # the last block's MLP ran at the positions alone; everything before it at every position
+    seen = {}
+    M.forward(params, tokens, cfg, positions_B=positions, node_fn=lambda n, x: seen.setdefault(n, x.shape) and x)
+    assert {n for n, s in seen.items() if s[1] == 1} == {"1.mlp.act_in", "1.mlp.post_act", "1.mlp.resid_delta"}
+    assert all(s[:2] == (3, 12) for n, s in seen.items() if not n.startswith("1.mlp"))

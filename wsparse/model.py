@@ -197,8 +197,13 @@ def _attn_block(p: Params, x_BTD: jax.Array, i: int, cfg: ModelConfig, node: Nod
     return node(f"{i}.attn.resid_delta", _sparsify(out, "attn_out", cfg))
 
 
-def _mlp_block(p: Params, x_BTD: jax.Array, i: int, cfg: ModelConfig, node: NodeFn) -> jax.Array:
+def _mlp_block(p: Params, x_BTD: jax.Array, i: int, cfg: ModelConfig, node: NodeFn,
+               positions_B: jax.Array | None = None) -> jax.Array:
+    """The MLP's residual update ``[B, T, D]``, or ``[B, 1, D]`` at ``positions_B`` alone (the norm still runs at
+    every position: XLA:CPU rounds its rsqrt differently for another number of rows)."""
     h = _rms_norm(x_BTD, p["ln_2"]["g"], cfg.rms_eps, jnp.dtype(cfg.dtype))
+    if positions_B is not None:
+        h = h[jnp.arange(h.shape[0]), positions_B][:, None]
     h = node(f"{i}.mlp.act_in", _sparsify(h, "mlp_in", cfg))
     a_BTM = jax.nn.gelu(_linear(p["mlp"]["c_fc"], h), approximate=False)
     a_BTM = node(f"{i}.mlp.post_act", _sparsify(a_BTM, "mlp_neuron", cfg))
@@ -216,21 +221,28 @@ def forward(params: Params, tokens_BT: jax.Array, cfg: ModelConfig, *, node_fn: 
     """Pre-norm blocks ``x += attn(norm1(x)); x += mlp(norm2(x))``, final norm, untied unembedding (+ bigram row).
 
     Returns logits ``[B, T, V]``, or ``[B, V]`` at one position per sequence when ``positions_B`` is given: tasks and
-    pruning read only each sequence's last token, and the unembedding is a large share of a small model's work.
+    pruning read only each sequence's last token. Then the last block's MLP runs at ``positions_B`` alone (its
+    ``node_fn`` sees ``[B, 1, width]`` at the three MLP locations), and the unembedding reads one row per sequence:
+    the logits are those of the full pass to the bit.
     """
     node = node_fn or _identity
     dtype = jnp.dtype(cfg.dtype)
-    T = tokens_BT.shape[1]
+    B, T = tokens_BT.shape
     x_BTD = params["wte"]["w"][tokens_BT]  # the residual stream stays float32; sublayers compute in `dtype`
     if cfg.pos_emb:
         x_BTD = x_BTD + params["wpe"]["w"][:T]
+    rows = jnp.arange(B)
     for i, p in enumerate(params["blocks"]):
         x_BTD = x_BTD + _attn_block(p, x_BTD, i, cfg, node).astype(jnp.float32)
-        x_BTD = x_BTD + _mlp_block(p, x_BTD, i, cfg, node).astype(jnp.float32)
+        if positions_B is not None and i == len(params["blocks"]) - 1:
+            mlp = _mlp_block(p, x_BTD, i, cfg, node, positions_B)
+            x_BTD = x_BTD[rows, positions_B][:, None] + mlp.astype(jnp.float32)  # [B, 1, D] from here on
+        else:
+            x_BTD = x_BTD + _mlp_block(p, x_BTD, i, cfg, node).astype(jnp.float32)
     last_tokens = tokens_BT
     if positions_B is not None:
-        rows = jnp.arange(tokens_BT.shape[0])
-        x_BTD, last_tokens = x_BTD[rows, positions_B], tokens_BT[rows, positions_B]
+        last_tokens = tokens_BT[rows, positions_B]
+        x_BTD = x_BTD[:, 0] if params["blocks"] else x_BTD[rows, positions_B]
     x_BTD = _rms_norm(x_BTD, params["ln_f"]["g"], cfg.rms_eps, dtype)
     logits_BTV = jnp.einsum("...d,vd->...v", x_BTD, params["lm_head"]["w"].astype(dtype),
                             preferred_element_type=jnp.float32)

@@ -51,7 +51,7 @@ def extract(params: Any, model_cfg: ModelConfig, cfg: PruneConfig, stats: NodeSt
     s, m = found.best, found.m_nodes[found.best]
     settings = found.settings
 
-    diffs = {split: pr.diffs(m[None], p)[0] for split, p in pairs.items()}
+    diffs = {"train": pr.diffs(m[None], train)[0], "val": found.val_diffs[s], "test": found.test_diffs[s]}
     a, b = calibrate(diffs["train"], train.weight, cfg.calibration_steps)
     circuit_loss = {split: float(pair_loss(diffs[split], pairs[split].weight)) for split in tasks.SPLITS}
     circuit_loss |= {f"{split}_calibrated": float(pair_loss(diffs[split], pairs[split].weight, a, b))
@@ -64,7 +64,7 @@ def extract(params: Any, model_cfg: ModelConfig, cfg: PruneConfig, stats: NodeSt
         _, attr_counts = graph.edges(host_params, pr.layout.split(attr_m), with_list=False)
         attribution |= {"n_nodes": int(attr_m.sum()), "n_edges": attr_counts["total"]}
     validation = {
-        "sufficiency": validate.sufficiency(pr, m, test, cfg.target_loss),
+        "sufficiency": validate.sufficiency(circuit_loss["test"], cfg.target_loss),
         "necessity": validate.necessity(pr, m, test, unpruned["test"]),
         "random_controls": validate.random_controls(pr, m, test, cfg.target_loss, cfg.n_random_controls, cfg.seed),
         "attribution_baseline": attribution,
@@ -89,6 +89,8 @@ class Search:
     scores: UnitScores
     k: np.ndarray  # int[S]: bisected units
     m_nodes: np.ndarray  # float32[S, N]: the bisected circuits
+    val_diffs: np.ndarray  # float32[S, P_val, 2]: their logit differences (Pruner.diffs), which the record reuses
+    test_diffs: np.ndarray  # float32[S, P_test, 2]
     rows: list[dict[str, Any]]
     best: int
 
@@ -102,7 +104,8 @@ def search(pr: Pruner, settings: Mapping[str, np.ndarray], train: Pairs, val: Pa
     k, m_units = pr.bisect(scores, val, target)
     ties = tie_counts(scores, k)
     m_nodes = np.stack([pr.units_to_nodes(m) for m in m_units])
-    val_losses, test_losses = pr.loss(m_nodes, val), pr.loss(m_nodes, test)
+    val_diffs, test_diffs = pr.diffs(m_nodes, val), pr.diffs(m_nodes, test)
+    val_losses, test_losses = pr.pair_losses(val_diffs, val), pr.pair_losses(test_diffs, test)
     learned_on = np.stack([pr.units_to_nodes((t > 0).astype(np.float32)) for t in scores.tau]).sum(1)
     tail = max(1, logs["task_loss"].shape[1] // 10)
     rows = []
@@ -117,7 +120,8 @@ def search(pr: Pruner, settings: Mapping[str, np.ndarray], train: Pairs, val: Pa
         })
     ok = [r for r in rows if r["meets_target_on_val"]] or rows
     best = min(ok, key=lambda r: (r["n_edges"], r["n_nodes"], r["val_loss"], r["setting"]))["setting"]
-    return Search(dict(settings), scores, np.asarray(k), m_nodes, rows, best)
+    return Search(dict(settings), scores, np.asarray(k), m_nodes, np.asarray(val_diffs), np.asarray(test_diffs), rows,
+                  best)
 
 
 def _hyper(cfg: PruneConfig) -> dict[str, Any]:

@@ -106,18 +106,23 @@ def init_tau(key: Array, n_units: int, bias: Array | float, scale: Array | float
 # -- ablation through the model's node_fn hook ------------------------------------------------------------------------
 
 
-def masked_node_fn(layout: Layout, m_nodes: Array, ablate: Mapping[str, Array]) -> NodeFn:
+def masked_node_fn(layout: Layout, m_nodes: Array, ablate: Mapping[str, Array],
+                   positions_B: Array | None = None) -> NodeFn:
     """``x -> m * x + (1 - m) * ablate`` at every node location.
 
     ``m_nodes`` is ``[N]`` (shared by all sequences) or ``[B, N]`` (one mask per sequence, for attributions);
     ``ablate[name]`` broadcasts against ``[B, T, width]`` (a mean ``[width]``, or resampled ``[B, T, width]``).
-    With m = 1 the output is exactly x; with m = 0 exactly the ablation value.
+    ``positions_B``: the forward's, whose last block calls the hook with ``[B, 1, width]`` at those positions; resampled
+    values are read there. With m = 1 the output is exactly x; with m = 0 exactly the ablation value.
     """
 
     def node_fn(name: str, x: Array) -> Array:
         m = m_nodes[..., layout.slice(name)].astype(x.dtype)
         if m.ndim == 2:
             m = m[:, None, :]
-        return m * x + (1 - m) * ablate[name].astype(x.dtype)
+        a = ablate[name]
+        if a.ndim == 3 and a.shape[1] != x.shape[1]:
+            a = a[jnp.arange(a.shape[0]), positions_B][:, None]
+        return m * x + (1 - m) * a.astype(x.dtype)
 
     return node_fn

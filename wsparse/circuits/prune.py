@@ -196,7 +196,7 @@ def masked_logits(spec: MaskSpec, params, stats, m_nodes: Array, tokens_BT: Arra
                   mode: str | None = None, positions_B: Array | None = None) -> Array:
     """The masked model's logits ``[B, T, V]``, or ``[B, V]`` at ``positions_B`` (all the task loss reads)."""
     ablate = ablation_values(spec, stats, key, tokens_BT.shape, mode)
-    return M.forward(params, tokens_BT, spec.model, node_fn=K.masked_node_fn(spec.layout, m_nodes, ablate),
+    return M.forward(params, tokens_BT, spec.model, node_fn=K.masked_node_fn(spec.layout, m_nodes, ablate, positions_B),
                      positions_B=positions_B)
 
 
@@ -341,9 +341,12 @@ class Pruner:
         return _margins(self.spec, self.params, self.stats, jnp.asarray(m_nodes_SN, jnp.float32), pairs)
 
     def loss(self, m_nodes_SN: Array, pairs: Pairs) -> np.ndarray:
-        """Task loss per sequence for each of S node masks ``[S, N]`` (1 = kept, 0 = ablated)."""
-        d = self.diffs(m_nodes_SN, pairs)
-        return np.asarray(_pair_loss_S(d, pairs.weight))
+        """Task loss for each of S node masks ``[S, N]`` (1 = kept, 0 = ablated)."""
+        return self.pair_losses(self.diffs(m_nodes_SN, pairs), pairs)
+
+    def pair_losses(self, d_SP2: Array, pairs: Pairs) -> np.ndarray:
+        """Task loss for each of S ``diffs`` of ``pairs``: what ``loss`` returns for the masks they came from."""
+        return np.asarray(_pair_loss_S(jnp.asarray(d_SP2), pairs.weight))
 
     def units_to_nodes(self, m_units: Array) -> np.ndarray:
         return np.asarray(self.layout.nodes(jnp.asarray(m_units)))
