@@ -10,8 +10,9 @@ Implementations of the per-row AbsTopK threshold (``ModelConfig.topk_impl``), al
 
 - ``bisect``: 31 passes over the whole activation (15 for bfloat16). Memory-bound once the activation leaves cache.
 - ``blocked``: the same bisection run over blocks of rows of about :data:`BLOCK_ELEMS` entries (a ``lax.map``), so the
-  31 passes read a block that stays in the CPU's L2 cache. About 2x faster than ``bisect`` on CPU at the demo's
-  [4096, 512] activations (benchmarks/train_step.py prints the table).
+  passes read a block that stays in the CPU's L2 cache, and a block stops as soon as each of its rows counts exactly
+  k entries at or above its candidate (about two thirds of the 31 passes on the demo model's activations); the k-th
+  largest is then read off the kept entries. benchmarks/train_step.py prints the implementations side by side.
 - ``top_k``: the k-th largest from ``lax.top_k`` (static k), the usual choice on GPU and TPU; slow on XLA:CPU.
 
 ``auto`` picks per ``jax.default_backend()``: ``blocked`` on CPU (measured), ``top_k`` elsewhere (not measured
