@@ -222,8 +222,9 @@ def forward(params: Params, tokens_BT: jax.Array, cfg: ModelConfig, *, node_fn: 
 
     Returns logits ``[B, T, V]``, or ``[B, V]`` at one position per sequence when ``positions_B`` is given: tasks and
     pruning read only each sequence's last token. Then the last block's MLP runs at ``positions_B`` alone (its
-    ``node_fn`` sees ``[B, 1, width]`` at the three MLP locations), and the unembedding reads one row per sequence:
-    the logits are those of the full pass to the bit.
+    ``node_fn`` sees ``[B, 1, width]`` at the three MLP locations, with the same values as in the full pass), and the
+    unembedding reads one row per sequence. The logits equal the full pass's at those positions up to float rounding
+    (XLA:CPU fuses the final norm differently for [B, T] rows).
     """
     node = node_fn or _identity
     dtype = jnp.dtype(cfg.dtype)

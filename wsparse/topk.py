@@ -111,8 +111,8 @@ def _blocked_rows(a: jax.Array, k: int) -> jax.Array:
     if rows >= R:
         return _bisect_rows_until_exact(a, k)
     pad = (-R) % rows
-    if pad:
-        flat = jnp.concatenate([flat, jnp.zeros((pad, W), a.dtype)])
+    if pad:  # copies of a real row: a zero row would never count exactly k and keep its block to every pass
+        flat = jnp.concatenate([flat, jnp.repeat(flat[-1:], pad, 0)])
     t = jax.lax.map(lambda blk: _bisect_rows_until_exact(blk, k), flat.reshape(-1, rows, W))
     return t.reshape(-1, 1)[:R].reshape(a.shape[:-1] + (1,))
 

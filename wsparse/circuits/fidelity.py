@@ -35,8 +35,9 @@ def _run(spec: MaskSpec, params, ablate, m_nodes, tokens_BT):
         acts[name] = y.astype(jnp.float32)
         return y
 
-    M.forward(params, tokens_BT, spec.model, node_fn=node_fn)  # every node at every position; the unused logits are
-    return acts  # dead code under jit
+    # No positions_B: every node at every position. The logits are unused, so jit drops the unembedding.
+    M.forward(params, tokens_BT, spec.model, node_fn=node_fn)
+    return acts
 
 
 def _last_rows(spec: MaskSpec, params, acts, last_B):
