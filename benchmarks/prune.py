@@ -7,13 +7,15 @@ With a trained run (--workdir) it prunes a real task; without one it uses the de
 and a synthetic task batch of the same shape (timing only: such a model solves nothing, so the target is raised
 above its loss). Mask-training times are warm (compiled beforehand), median of --rounds interleaved rounds; the full
 pipeline time (means, training, bisection, calibration, validation, edges) is cold, compiles included. With
-``--before=REV`` the mask loop of git revision REV is timed beside today's, interleaved.
+``--before=REV`` the mask loop of the whole package at git revision REV (``prune_tasks.package_from_rev``) is timed
+beside today's, interleaved.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import importlib
 import os
 import sys
 import time
@@ -102,11 +104,14 @@ def main() -> None:
     S = len(settings["seed"])
     one = [prune.take_setting(settings, i) for i in range(S)]
     pruners = {"now": pr}
-    if args.before:  # the mask loop of an older revision, with AbsTopK's old whole-array bisection
-        from benchmarks.prune_tasks import module_from_rev
-        old = module_from_rev(args.before, "wsparse/circuits/prune.py", "wsparse_prune_before")
-        pruners = {f"before ({args.before})": old.Pruner(params, dataclasses.replace(mcfg, topk_impl="bisect"),
-                                                         pcfg, stats), **pruners}
+    if args.before:  # the whole package of an older revision: its model, AbsTopK, masks and mask loop
+        from benchmarks.prune_tasks import package_from_rev
+        old = package_from_rev(args.before)
+        old_config = importlib.import_module(f"{old.__name__}.config")
+        old_mcfg = old_config.from_configdict(C.to_dict(mcfg), old_config.ModelConfig)
+        old_pcfg = old_config.from_configdict(C.to_dict(pcfg), old_config.PruneConfig)
+        old_pruner = importlib.import_module(f"{old.__name__}.circuits.prune").Pruner(params, old_mcfg, old_pcfg, stats)
+        pruners = {f"before ({args.before})": old_pruner, **pruners}
     times = {(v, kind): [] for v in pruners for kind in ("one", "sweep", "seq")}
     for p in pruners.values():
         p.train(one[0], pairs), p.train(settings, pairs)  # compile S = 1 and S = 8

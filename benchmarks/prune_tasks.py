@@ -46,7 +46,8 @@ def package_from_rev(rev: str, name: str = "wsparse_before"):
     both versions run side by side in one process."""
     root = tempfile.mkdtemp(prefix="wsparse_rev_")
     archive = subprocess.run(["git", "archive", rev, "wsparse"], cwd=ROOT, check=True, capture_output=True).stdout
-    tarfile.open(fileobj=io.BytesIO(archive)).extractall(root, filter="data")
+    safe = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}  # Python >= 3.11.4
+    tarfile.open(fileobj=io.BytesIO(archive)).extractall(root, **safe)
     os.rename(os.path.join(root, "wsparse"), os.path.join(root, name))
     for path in glob.glob(os.path.join(root, name, "**", "*.py"), recursive=True):
         src = open(path).read()
