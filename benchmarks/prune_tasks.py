@@ -76,8 +76,9 @@ class Phases:
         setattr(obj, attr, timed)
 
 
-def variant(label: str, package, run):
-    """(label, extract module, phase timer, model config, prune config class) of one ``wsparse`` package."""
+def variant(label: str, package, run, prune_variant: str):
+    """(label, extract module, phase timer, model config, prune config) of one ``wsparse`` package, the configs built
+    with the package's own config classes."""
     prune_mod = importlib.import_module(f"{package.__name__}.circuits.prune")
     extract_mod = importlib.import_module(f"{package.__name__}.circuits.extract")
     ph = Phases()
@@ -85,8 +86,9 @@ def variant(label: str, package, run):
         ph.wrap(prune_mod.Pruner, attr, attr)
     ph.wrap(extract_mod, "calibrate", "calibrate")
     config = importlib.import_module(f"{package.__name__}.config")
-    model_cfg = config.from_configdict(C.to_dict(run.cfg)).model  # the package's own config classes
-    return label, extract_mod, ph, model_cfg, config
+    model_cfg = config.from_configdict(C.to_dict(run.cfg)).model
+    prune_cfg = config.from_configdict(prune_config.get_config(prune_variant), config.PruneConfig)
+    return label, extract_mod, ph, model_cfg, prune_cfg
 
 
 def main() -> None:
@@ -101,9 +103,9 @@ def main() -> None:
     run = wsparse.load_run(args.workdir)
     pcfg = C.from_configdict(prune_config.get_config(args.config), C.PruneConfig)
     stats = means.load(means.cache_path(run.workdir, run.step))
-    variants = [variant("now", wsparse, run)]
+    variants = [variant("now", wsparse, run, args.config)]
     if args.before:
-        variants.insert(0, variant(f"before ({args.before})", package_from_rev(args.before), run))
+        variants.insert(0, variant(f"before ({args.before})", package_from_rev(args.before), run, args.config))
     names = [t for t in args.tasks.split(",") if t]
     sizes = {"train": pcfg.n_train_pairs, "val": pcfg.n_val_pairs, "test": pcfg.n_test_pairs}
     batches = {n: {s: tasks.encode(tasks.get(n), run.tokenizer, s, k, run.cfg.model.n_ctx, seed=pcfg.seed)
@@ -113,10 +115,9 @@ def main() -> None:
     results = collections.defaultdict(list)
     for r in range(args.rounds):
         for name in names:
-            for label, ex, ph, mcfg, config in variants:
+            for label, ex, ph, mcfg, own_pcfg in variants:
                 ph.t.clear()
                 t0 = time.perf_counter()
-                own_pcfg = config.from_configdict(prune_config.get_config(args.config), config.PruneConfig)
                 rec, _ = ex.extract(run.params, mcfg, own_pcfg, stats, batches[name], task=name)
                 dt = time.perf_counter() - t0
                 kind = "cold" if r == 0 and name == names[0] else "warm"
