@@ -157,7 +157,7 @@ def test_abs_topk_matches_reference(width, k):
     assert np.all(np.sum(y != 0, -1) == k)
 
 
-@pytest.mark.parametrize("impl", ["bisect", "blocked", "top_k"])
+@pytest.mark.parametrize("impl", ["bisect", "blocked", "top_k", "native"])
 @pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16])
 def test_abs_topk_implementations_agree(impl, dtype, monkeypatch):
     """Every implementation gives the same output and gradient, ties and zero rows included; a tiny block size makes
@@ -177,11 +177,12 @@ def test_abs_topk_implementations_agree(impl, dtype, monkeypatch):
         np.testing.assert_array_equal(np.asarray(g, np.float32), 2.0 * keep)
 
 
+@pytest.mark.parametrize("impl", ["blocked", "native"])
 @pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16])
-def test_blocked_row_threshold_is_the_kth_largest(dtype, monkeypatch):
+def test_row_threshold_is_the_kth_largest(impl, dtype, monkeypatch):
     """``blocked`` stops bisecting once every row of a block counts exactly k entries and then reads the k-th largest
-    off the kept ones: it returns the k-th largest entry itself, ties, zero rows, a row with fewer than k nonzeros and
-    a NaN entry included, and keeps what ``bisect`` keeps."""
+    off the kept ones, and ``native`` bisects each row on its own: both return the k-th largest entry itself, ties,
+    zero rows, a row with fewer than k nonzeros and a NaN entry included, and keep what ``bisect`` keeps."""
     from wsparse import topk
     monkeypatch.setattr(topk, "BLOCK_ELEMS", 4 * 24)
     a = jnp.abs(jax.random.normal(jax.random.key(4), (9, 4, 24)))
@@ -190,7 +191,7 @@ def test_blocked_row_threshold_is_the_kth_largest(dtype, monkeypatch):
     af = np.asarray(a, np.float32)
     for k in (1, 6, 23):
         ref = np.maximum(-np.sort(-np.where(np.isnan(af), -np.inf, af), -1)[..., k - 1:k], 0.0)  # NaN never counts
-        t = jax.jit(topk.row_threshold, static_argnums=(1, 2))(a, k, "blocked")
+        t = jax.jit(topk.row_threshold, static_argnums=(1, 2))(a, k, impl)
         assert t.dtype == dtype and t.shape == a.shape[:-1] + (1,)
         np.testing.assert_array_equal(np.asarray(t, np.float32), ref, err_msg=f"k={k}")
         t_bisect = jax.jit(topk.row_threshold, static_argnums=(1, 2))(a, k, "bisect")
@@ -198,7 +199,10 @@ def test_blocked_row_threshold_is_the_kth_largest(dtype, monkeypatch):
 
 
 def test_topk_impl_auto_resolves_per_backend():
-    from wsparse import topk
+    from wsparse import native, topk
+    a = jnp.ones((4, 8))
+    jaxpr = str(jax.make_jaxpr(lambda a: topk.row_threshold(a, 2))(a))
+    assert ("ffi_call" in jaxpr) == (jax.default_backend() == "cpu" and native.available())
     assert topk.resolve("auto", topk.ROW_IMPLS, "blocked", "top_k") == (
         "blocked" if jax.default_backend() == "cpu" else "top_k")
     with pytest.raises(ValueError):

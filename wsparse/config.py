@@ -47,7 +47,8 @@ class ModelConfig:
     rms_eps: float = FLOAT32_EPS
     init_std: float = 0.02
     dtype: str = "float32"  # compute dtype of activations; params stay float32
-    # AbsTopK's exact k-th-largest search (wsparse/topk.py): auto (per backend), bisect, blocked or top_k. All give
+    # AbsTopK's exact k-th-largest search (wsparse/topk.py): auto (per backend), bisect, blocked, top_k or native
+    # (wsparse's C++ kernel, CPU only). All give
     # the same result; only the speed differs.
     topk_impl: str = "auto"
 
@@ -60,8 +61,8 @@ class ModelConfig:
         _check(not bad, "model.afrac_locations", f"unknown {sorted(bad)}; known: {ACT_SPARSITY_LOCATIONS}")
         _check(self.vocab_size >= 2, "model.vocab_size", "must be >= 2")
         _check(self.dtype in ("float32", "bfloat16"), "model.dtype", "must be float32 or bfloat16")
-        _check(self.topk_impl in ("auto", "bisect", "blocked", "top_k"), "model.topk_impl",
-               "must be auto, bisect, blocked or top_k")
+        _check(self.topk_impl in ("auto", "bisect", "blocked", "top_k", "native"), "model.topk_impl",
+               "must be auto, bisect, blocked, top_k or native")
 
     @property
     def d_attn(self) -> int:

@@ -14,9 +14,12 @@ Implementations of the per-row AbsTopK threshold (``ModelConfig.topk_impl``), al
   k entries at or above its candidate (about two thirds of the 31 passes on the demo model's activations); the k-th
   largest is then read off the kept entries. benchmarks/train_step.py prints the implementations side by side.
 - ``top_k``: the k-th largest from ``lax.top_k`` (static k), the usual choice on GPU and TPU; slow on XLA:CPU.
+- ``native``: wsparse's own C++ kernel (wsparse/native), called through ``jax.ffi``: each row bisected on its own in
+  L1 from a lower bound, stopping at its own k-th entry. CPU only; 3-5x faster than ``blocked`` on the demo model's
+  activations (docs/results/speed.md).
 
-``auto`` picks per ``jax.default_backend()``: ``blocked`` on CPU (measured), ``top_k`` elsewhere (not measured
-here: no accelerator was available; see docs/results/speed.md). The projection's switch (``SparsityConfig.topk_impl``)
+``auto`` picks per ``jax.default_backend()``: ``native`` on CPU where the kernel builds, else ``blocked`` (both
+measured), and ``top_k`` elsewhere (not measured here: no accelerator was available; see docs/results/speed.md). The projection's switch (``SparsityConfig.topk_impl``)
 is in wsparse/sparsity.py.
 """
 
@@ -27,7 +30,9 @@ from typing import Callable
 import jax
 import jax.numpy as jnp
 
-ROW_IMPLS = ("auto", "bisect", "blocked", "top_k")
+from wsparse import native
+
+ROW_IMPLS = ("auto", "bisect", "blocked", "top_k", "native")
 BLOCK_ELEMS = 32768  # 128 KiB of float32 per block: fits L2 with room to spare (measured best of 8k..64k on CPU)
 
 
@@ -120,8 +125,11 @@ def _blocked_rows(a: jax.Array, k: int) -> jax.Array:
 def row_threshold(a: jax.Array, k: int, impl: str = "auto") -> jax.Array:
     """The k-th largest entry of each row (last axis) of non-negative ``a``, shape ``[..., 1]``, for static
     ``1 <= k <= a.shape[-1]``: ``a >= row_threshold(a, k)`` keeps the top k and every entry tied with the k-th."""
-    impl = resolve(impl, ROW_IMPLS, "blocked", "top_k")
+    cpu_default = "native" if jax.default_backend() == "cpu" and native.available() else "blocked"
+    impl = resolve(impl, ROW_IMPLS, cpu_default, "top_k")
     a = jax.lax.stop_gradient(a)
+    if impl == "native":
+        return native.row_threshold(a, k)
     if impl == "top_k":
         return jax.lax.top_k(a, k)[0][..., k - 1:k]
     if impl == "blocked":

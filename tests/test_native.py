@@ -1,0 +1,86 @@
+"""wsparse's C++ AbsTopK threshold (wsparse/native): exact against a sort, equal to the XLA bisection, and a clean
+fallback where it cannot be built."""
+
+import warnings
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from wsparse import model as M
+from wsparse import native, topk
+
+
+def kth_largest_reference(a: np.ndarray, k: int) -> np.ndarray:
+    """The k-th largest entry per row, NaN never counted; 0 where fewer than k entries are at or above 0."""
+    return np.maximum(-np.sort(-np.where(np.isnan(a), -np.inf, a), -1)[..., k - 1:k], 0.0).astype(a.dtype)
+
+
+@pytest.fixture
+def fresh_native(monkeypatch, tmp_path):
+    """``native.available`` re-decided under the test's environment, with an empty build cache; restored after."""
+    monkeypatch.setenv("WSPARSE_NATIVE_CACHE", str(tmp_path))
+    native.available.cache_clear()
+    yield
+    native.available.cache_clear()
+
+
+@pytest.mark.skipif(jax.default_backend() != "cpu", reason="a CPU kernel")
+def test_kernel_is_the_exact_kth_largest_on_edge_cases():
+    """Random rows of every width 1..70 and every k, with coarse values (ties), zeros, NaN (whole rows with fewer
+    than k other entries too) and inf: the exact k-th largest, and the same kept set as the XLA bisection."""
+    assert native.available()
+    rng = np.random.default_rng(0)
+    f = jax.jit(topk.row_threshold, static_argnums=(1, 2))
+    for trial in range(120):
+        width = int(rng.integers(1, 71))
+        k = int(rng.integers(1, width + 1))
+        a = np.abs(rng.standard_normal((int(rng.integers(1, 6)), width))).astype(np.float32)
+        if trial % 3 == 0:
+            a = np.round(a * 2) / 2
+        for share, value in ((0.3, 0.0), (0.15, np.nan), (0.05, np.inf)):
+            if trial % 2:
+                a[rng.random(a.shape) < share] = value
+        t = np.asarray(f(jnp.asarray(a), k, "native"))
+        np.testing.assert_array_equal(t, kth_largest_reference(a, k), err_msg=f"width {width}, k {k}")
+        np.testing.assert_array_equal(a >= t, a >= np.asarray(f(jnp.asarray(a), k, "blocked")))
+
+
+@pytest.mark.skipif(jax.default_backend() != "cpu", reason="a CPU kernel")
+def test_kernel_reads_subnormals_as_zero_like_the_xla_bisection():
+    a = jnp.array([[1e-40, 2e-40, 3e-40, 0.0, 1.0], [1e-40, 1e-39, 0.0, 0.0, 2.0]], jnp.float32)
+    for k in (1, 2, 3):
+        t = topk.row_threshold(a, k, "native")
+        np.testing.assert_array_equal(t, topk.row_threshold(a, k, "blocked"))
+        if k > 1:
+            assert np.all(np.asarray(t) == 0.0)
+
+
+@pytest.mark.skipif(jax.default_backend() != "cpu", reason="a CPU kernel")
+def test_kernel_under_vmap_and_scan_equals_blocked():
+    """Pruning vmaps the model over settings and scans over steps: the kernel sees the batched rows."""
+    x = jax.random.normal(jax.random.key(3), (3, 2, 16, 40))
+    run = lambda impl: jax.lax.scan(lambda c, xs: (c, jax.vmap(lambda r: M.abs_topk(r, 9, impl))(xs)), 0, x)[1]
+    np.testing.assert_array_equal(run("native"), run("blocked"))
+
+
+def test_disabled_kernel_falls_back_to_the_xla_bisection(fresh_native, monkeypatch):
+    monkeypatch.setenv("WSPARSE_NATIVE", "0")
+    assert not native.available()
+    a = jnp.abs(jax.random.normal(jax.random.key(1), (5, 12)))
+    assert "ffi_call" not in str(jax.make_jaxpr(lambda a: topk.row_threshold(a, 4))(a))
+    np.testing.assert_array_equal(topk.row_threshold(a, 4), kth_largest_reference(np.asarray(a), 4))
+    with pytest.raises(RuntimeError, match="unavailable"):
+        topk.row_threshold(a, 4, "native")
+
+
+def test_failed_build_warns_and_falls_back(fresh_native, monkeypatch):
+    """A compiler that fails (here ``false``) leaves no library behind: a warning, and the XLA bisection."""
+    monkeypatch.setenv("CXX", "false")
+    with pytest.raises(RuntimeError, match="failed"):
+        native.load("false")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert not native.available()
+    assert any("unavailable" in str(w.message) for w in caught)

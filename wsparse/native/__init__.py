@@ -1,0 +1,110 @@
+"""wsparse's own CPU kernel: AbsTopK's per-row threshold in C++ (``row_threshold.cc``), called from XLA through
+``jax.ffi``.
+
+There is no build step at install. The first process that asks for the kernel compiles it with the machine's C++
+compiler (``$CXX``, else ``c++`` or ``g++``) against the FFI headers that jaxlib ships, for this CPU
+(``-march=native``), into a cache directory (``$WSPARSE_NATIVE_CACHE``, else ``~/.cache/wsparse/native``), under a key
+made of the source, the compiler, the flags, the jaxlib version and the CPU's features, so a shared home directory
+never hands one machine another's binary. Later processes load the cached library. Where no compiler is found, the
+build fails, or ``WSPARSE_NATIVE=0`` is set, :func:`available` is false and ``topk`` falls back to its XLA bisection,
+which gives the same thresholds (tests compare the two).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+import hashlib
+import os
+import platform
+import shutil
+import subprocess
+import warnings
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+SOURCE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "row_threshold.cc")
+TARGET = "wsparse_row_threshold"
+FLAGS = ("-O3", "-march=native", "-std=c++17", "-shared", "-fPIC", "-w")
+
+
+def _compiler() -> str | None:
+    for name in (os.environ.get("CXX"), "c++", "g++", "clang++"):
+        if name and shutil.which(name):
+            return shutil.which(name)
+    return None
+
+
+def _cpu_features() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            return next((line for line in f if line.startswith(("flags", "Features"))), "")
+    except OSError:
+        return platform.processor()
+
+
+def cache_dir() -> str:
+    return os.environ.get("WSPARSE_NATIVE_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "wsparse",
+                                                                   "native")
+
+
+def library_path(cxx: str) -> str:
+    """Where the library built by ``cxx`` for this source, jaxlib and CPU lives."""
+    version = subprocess.run([cxx, "--version"], capture_output=True, text=True, check=False).stdout
+    key = hashlib.sha256("\0".join([open(SOURCE).read(), version, " ".join(FLAGS), jax.__version__, platform.machine(),
+                                    _cpu_features()]).encode()).hexdigest()[:16]
+    return os.path.join(cache_dir(), f"row_threshold_{key}.so")
+
+
+def build(cxx: str, path: str) -> None:
+    """Compiles the kernel to ``path`` (written under another name, then renamed: processes may race to build)."""
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    tmp = f"{path}.tmp{os.getpid()}"
+    cmd = [cxx, *FLAGS, "-I", jax.ffi.include_dir(), SOURCE, "-o", tmp]
+    done = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed:\n{done.stderr[-2000:]}")
+    os.replace(tmp, path)
+
+
+def load(cxx: str) -> ctypes.CDLL:
+    """The kernel's library, built with ``cxx`` first if the cache does not hold it yet."""
+    path = library_path(cxx)
+    if not os.path.exists(path):
+        build(cxx, path)
+    return ctypes.cdll.LoadLibrary(path)
+
+
+@functools.cache
+def available() -> bool:
+    """Whether the kernel is built (building it now if need be), loaded and registered with XLA for the CPU."""
+    if os.environ.get("WSPARSE_NATIVE", "1") == "0" or platform.system() not in ("Linux", "Darwin"):
+        return False
+    cxx = _compiler()
+    if cxx is None:
+        return False
+    try:
+        lib = load(cxx)
+        if TARGET not in _registered:
+            jax.ffi.register_ffi_target(TARGET, jax.ffi.pycapsule(lib.WsparseRowThreshold), platform="cpu")
+            _registered.add(TARGET)
+    except (OSError, RuntimeError, AttributeError) as e:
+        warnings.warn(f"wsparse's CPU kernel is unavailable, AbsTopK uses the XLA bisection: {e}", stacklevel=2)
+        return False
+    return True
+
+
+_registered: set[str] = set()
+
+
+def row_threshold(a: jax.Array, k: int) -> jax.Array:
+    """The k-th largest entry of each row (last axis) of non-negative ``a``, shape ``[..., 1]``, for static
+    ``1 <= k <= a.shape[-1]``; NaN never counts, and a row with fewer than k entries at or above zero gives 0.
+    bfloat16 runs in float32 (exact both ways: the k-th largest is one of the entries)."""
+    if not available():
+        raise RuntimeError("wsparse's CPU kernel is unavailable (see wsparse.native)")
+    out = jax.ShapeDtypeStruct(a.shape[:-1] + (1,), jnp.float32)
+    t = jax.ffi.ffi_call(TARGET, out, vmap_method="broadcast_all")(a.astype(jnp.float32), k=np.int64(k))
+    return t.astype(a.dtype)
