@@ -32,7 +32,7 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 
 from wsparse import config as C  # noqa: E402
-from wsparse import model, optim, topk, train  # noqa: E402
+from wsparse import model, native, optim, topk, train  # noqa: E402
 
 replace = dataclasses.replace
 
@@ -73,7 +73,7 @@ def matmul_peak_gflops(n: int = 2048, reps: int = 5) -> float:
 
 def abs_topk_alternatives(m: C.ModelConfig, batch: int, reps: int = 7) -> None:
     """AbsTopK alone at the model's activation shapes, each ``model.topk_impl`` (all exact and equal)."""
-    impls = ("bisect", "blocked", "top_k")
+    impls = ("bisect", "blocked", "native", "top_k")
     print(f"\nAbsTopK alone, [{batch * m.n_ctx}, width], k = int(afrac * width), median of {reps} interleaved (ms):")
     print(f"{'width':>6s} " + " ".join(f"{i:>9s}" for i in impls))
     for width in sorted({m.d_model, m.d_attn, m.d_mlp}):
@@ -109,13 +109,21 @@ def autodiff_softmax():
     return mock.patch.object(model, "_softmax", lambda s, sink: model._softmax_parts(s, sink)[0])
 
 
+def xla_bisection():
+    """Inside: AbsTopK on CPU resolves to the XLA bisection ``blocked`` (before wsparse's C++ kernel, ``native``)."""
+    return mock.patch.object(native, "available", lambda: False)
+
+
 def full_bisection():
     """Inside: the blocked AbsTopK runs all 31 bisection passes in every block (before it stopped once every row of
     the block counted exactly k)."""
-    return mock.patch.object(topk, "_bisect_rows_until_exact", topk._bisect_rows)
+    stack = contextlib.ExitStack()
+    stack.enter_context(xla_bisection())
+    stack.enter_context(mock.patch.object(topk, "_bisect_rows_until_exact", topk._bisect_rows))
+    return stack
 
 
-BEFORE = {"autodiff-softmax": autodiff_softmax, "full-bisection": full_bisection}
+BEFORE = {"autodiff-softmax": autodiff_softmax, "full-bisection": full_bisection, "blocked": xla_bisection}
 
 
 def jax_stepper(cfg: C.Config, batch, start: int, before: str | None = None) -> Callable:
@@ -200,7 +208,7 @@ def main() -> None:
     befores = [b for b in args.before.split(",") if b] + (["autodiff-softmax"] if args.autodiff_softmax else [])
     for before in befores:
         for name, cfg in (("sparse", sparse), ("dense", dense)):
-            if before == "full-bisection" and name == "dense":
+            if before in ("full-bisection", "blocked") and name == "dense":
                 continue  # the dense step has no AbsTopK
             print(f"{name + ', ' + before:28s} ", end="", flush=True)
             fns[f"{name}, {before}"] = jax_stepper(cfg, batch, start, before)

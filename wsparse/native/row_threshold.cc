@@ -9,9 +9,12 @@
 // values. NaN and subnormals read as 0, as in the XLA bisection on CPU (a NaN never counts as at or above a
 // threshold, and XLA:CPU compares subnormals as zero). The result is the k-th largest key read back as a float.
 
+#include <algorithm>
+#include <condition_variable>
 #include <cstdint>
 #include <cstring>
 #include <limits>
+#include <mutex>
 #include <vector>
 
 #include "xla/ffi/api/ffi.h"
@@ -81,7 +84,19 @@ int32_t KthLargest(const int32_t* v, int64_t n, int64_t k, int32_t* scratch) {
   return static_cast<int32_t>(lo);
 }
 
-ffi::Error RowThreshold(ffi::Buffer<ffi::F32> x, ffi::ResultBuffer<ffi::F32> out, int64_t k) {
+void Rows(const uint32_t* in, float* result, int64_t begin, int64_t end, int64_t width, int64_t k) {
+  std::vector<int32_t> keys(width), scratch(k);
+  for (int64_t r = begin; r < end; ++r) {
+    const uint32_t* row = in + r * width;
+    for (int64_t j = 0; j < width; ++j) keys[j] = OrderKey(row[j]);
+    const int32_t kth = KthLargest(keys.data(), width, k, scratch.data());
+    std::memcpy(result + r, &kth, sizeof(float));
+  }
+}
+
+constexpr int64_t kEntriesPerTask = 1 << 18;  // below this many entries a call stays on its own thread
+
+ffi::Error RowThreshold(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> x, ffi::ResultBuffer<ffi::F32> out, int64_t k) {
   const auto dims = x.dimensions();
   if (dims.size() < 1) return ffi::Error::InvalidArgument("row_threshold: the input needs a last axis");
   const int64_t width = dims.back();
@@ -89,13 +104,22 @@ ffi::Error RowThreshold(ffi::Buffer<ffi::F32> x, ffi::ResultBuffer<ffi::F32> out
   const int64_t rows = static_cast<int64_t>(x.element_count()) / width;
   const uint32_t* in = reinterpret_cast<const uint32_t*>(x.typed_data());
   float* result = out->typed_data();
-  std::vector<int32_t> keys(width), scratch(k);
-  for (int64_t r = 0; r < rows; ++r) {
-    const uint32_t* row = in + r * width;
-    for (int64_t j = 0; j < width; ++j) keys[j] = OrderKey(row[j]);
-    const int32_t kth = KthLargest(keys.data(), width, k, scratch.data());
-    std::memcpy(result + r, &kth, sizeof(float));
+  // Rows split into equal parts over XLA's intra-op threads: this thread takes the first, the pool the others.
+  const int64_t parts = std::max<int64_t>(1, std::min<int64_t>(pool.num_threads(), rows * width / kEntriesPerTask));
+  const int64_t per_part = (rows + parts - 1) / parts;
+  std::mutex mu;
+  std::condition_variable cv;
+  int64_t pending = parts - 1;
+  for (int64_t p = 1; p < parts; ++p) {
+    pool.Schedule([&, p] {
+      Rows(in, result, p * per_part, std::min(rows, (p + 1) * per_part), width, k);
+      std::lock_guard<std::mutex> lock(mu);
+      if (--pending == 0) cv.notify_one();
+    });
   }
+  Rows(in, result, 0, std::min(rows, per_part), width, k);
+  std::unique_lock<std::mutex> lock(mu);
+  cv.wait(lock, [&] { return pending == 0; });
   return ffi::Error::Success();
 }
 
@@ -103,6 +127,7 @@ ffi::Error RowThreshold(ffi::Buffer<ffi::F32> x, ffi::ResultBuffer<ffi::F32> out
 
 XLA_FFI_DEFINE_HANDLER_SYMBOL(WsparseRowThreshold, RowThreshold,
                               ffi::Ffi::Bind()
+                                  .Ctx<ffi::ThreadPool>()
                                   .Arg<ffi::Buffer<ffi::F32>>()
                                   .Ret<ffi::Buffer<ffi::F32>>()
                                   .Attr<int64_t>("k"));
