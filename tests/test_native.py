@@ -1,6 +1,9 @@
 """wsparse's C++ AbsTopK threshold (wsparse/native): exact against a sort, equal to the XLA bisection, and a clean
 fallback where it cannot be built."""
 
+import os
+import subprocess
+import sys
 import warnings
 
 import jax
@@ -84,3 +87,27 @@ def test_failed_build_warns_and_falls_back(fresh_native, monkeypatch):
         warnings.simplefilter("always")
         assert not native.available()
     assert any("unavailable" in str(w.message) for w in caught)
+
+
+@pytest.mark.skipif(jax.default_backend() != "cpu", reason="a CPU kernel")
+def test_large_calls_share_the_thread_pool_without_deadlock():
+    """Inputs of 2^18 entries or more are split over XLA's intra-op threads. Independent calls that XLA runs at once
+    (one per thread, each handing work to the pool) deadlocked a first version within a few steps; a fresh process
+    must finish, with the gradients equal to the XLA bisection's."""
+    code = (
+        "import jax, jax.numpy as jnp, numpy as np\n"
+        "from wsparse import model as M\n"
+        "x = jax.random.normal(jax.random.key(0), (4096, 128))\n"
+        "ws = [jax.random.normal(jax.random.key(i), (128, 128)) for i in range(1, 4)]\n"
+        "def f(ws, impl):\n"
+        "    q, k, v = (M.abs_topk(x @ w, 32, impl) for w in ws)  # three independent calls, like attention's\n"
+        "    return jnp.sum(q * k * v)\n"
+        "grad = {i: jax.jit(jax.grad(lambda ws, i=i: f(ws, i))) for i in ('native', 'blocked')}\n"
+        "for _ in range(30):\n"
+        "    got = grad['native'](ws)\n"
+        "for g, w in zip(got, grad['blocked'](ws)):\n"
+        "    np.testing.assert_array_equal(g, w)\n"
+        "print('ok')\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=180, check=False,
+                          cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    assert done.returncode == 0 and done.stdout.strip().endswith("ok"), done.stderr[-2000:]
