@@ -20,6 +20,13 @@ def kth_largest_reference(a: np.ndarray, k: int) -> np.ndarray:
     return np.maximum(-np.sort(-np.where(np.isnan(a), -np.inf, a), -1)[..., k - 1:k], 0.0).astype(a.dtype)
 
 
+def run_python(code: str) -> None:
+    """Runs ``code`` in a fresh Python process from the repository root; it must print ``ok`` last."""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=180, check=False,
+                          cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    assert done.returncode == 0 and done.stdout.strip().endswith("ok"), done.stderr[-2000:]
+
+
 @pytest.fixture
 def fresh_native(monkeypatch, tmp_path):
     """``native.available`` re-decided under the test's environment, with an empty build cache; restored after."""
@@ -108,6 +115,26 @@ def test_large_calls_share_the_thread_pool_without_deadlock():
         "for g, w in zip(got, grad['blocked'](ws)):\n"
         "    np.testing.assert_array_equal(g, w)\n"
         "print('ok')\n")
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=180, check=False,
-                          cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    assert done.returncode == 0 and done.stdout.strip().endswith("ok"), done.stderr[-2000:]
+    run_python(code)
+
+
+def test_sharded_rows_stay_on_their_devices():
+    """Under a jit sharded over 4 devices along the rows, each device runs the kernel on its own rows: no all-gather
+    of the activation, and the same output as the XLA bisection."""
+    code = (
+        "import os\n"
+        "os.environ['XLA_FLAGS'] = '--xla_force_host_platform_device_count=4'\n"
+        "os.environ['JAX_PLATFORMS'] = 'cpu'\n"
+        "import jax, numpy as np\n"
+        "from jax.sharding import NamedSharding, PartitionSpec as P\n"
+        "from wsparse import model as M\n"
+        "mesh = jax.make_mesh((4,), ('data',))\n"
+        "x = jax.device_put(jax.random.normal(jax.random.key(0), (8, 16, 64)), NamedSharding(mesh, P('data')))\n"
+        "f = jax.jit(lambda x: M.abs_topk(x, 16, 'native'))\n"
+        "hlo = f.lower(x).compile().as_text()\n"
+        "assert 'wsparse_row_threshold' in hlo and 'all-gather' not in hlo, hlo\n"
+        "y = f(x)\n"
+        "assert y.sharding.spec == P('data', None, None), y.sharding\n"
+        "np.testing.assert_array_equal(y, jax.jit(lambda x: M.abs_topk(x, 16, 'blocked'))(x))\n"
+        "print('ok')\n")
+    run_python(code)

@@ -24,6 +24,8 @@ import warnings
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.experimental.custom_partitioning import custom_partitioning
+from jax.sharding import NamedSharding, PartitionSpec
 
 SOURCE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "row_threshold.cc")
 TARGET = "wsparse_row_threshold"
@@ -99,12 +101,53 @@ def available() -> bool:
 _registered: set[str] = set()
 
 
+def _call(a: jax.Array, k: int) -> jax.Array:
+    out = jax.ShapeDtypeStruct(a.shape[:-1] + (1,), jnp.float32)
+    return jax.ffi.ffi_call(TARGET, out, vmap_method="broadcast_all")(a, k=np.int64(k))
+
+
+def _rows_sharding(mesh, sharding, ndim: int) -> NamedSharding:
+    """The operand's sharding over rows (its leading axes), with the last axis whole on every device."""
+    spec = tuple(sharding.spec) + (None,) * (ndim - len(sharding.spec))
+    return NamedSharding(mesh, PartitionSpec(*spec[:-1], None))
+
+
+def _partition(k, mesh, arg_shapes, result_shape):
+    sharding = _rows_sharding(mesh, arg_shapes[0].sharding, len(arg_shapes[0].shape))
+    return mesh, functools.partial(_call, k=k), sharding, (sharding,)
+
+
+def _infer(k, mesh, arg_shapes, result_shape):
+    return _rows_sharding(mesh, arg_shapes[0].sharding, len(arg_shapes[0].shape))
+
+
+# Rows are independent: under a sharded jit each device runs the kernel on its own rows (without this rule XLA would
+# gather the whole activation onto every device first).
+_sharded_call = custom_partitioning(_call, static_argnums=(1,))
+_sharded_call.def_partition(_partition, infer_sharding_from_operands=_infer, sharding_rule="... w -> ... o",
+                            need_replication_factors=("w",))
+
+
+@functools.cache
+def _batched_call(k: int):
+    """``_sharded_call`` for one k, with a vmap rule (custom_partitioning has none): a batch axis is one more leading
+    axis of rows."""
+
+    @jax.custom_batching.custom_vmap
+    def call(a):
+        return _sharded_call(a, k)
+
+    @call.def_vmap
+    def _(axis_size, in_batched, a):
+        return call(a), True
+
+    return call
+
+
 def row_threshold(a: jax.Array, k: int) -> jax.Array:
     """The k-th largest entry of each row (last axis) of non-negative ``a``, shape ``[..., 1]``, for static
     ``1 <= k <= a.shape[-1]``; NaN never counts, and a row with fewer than k entries at or above zero gives 0.
     bfloat16 runs in float32 (exact both ways: the k-th largest is one of the entries)."""
     if not available():
         raise RuntimeError("wsparse's CPU kernel is unavailable (see wsparse.native)")
-    out = jax.ShapeDtypeStruct(a.shape[:-1] + (1,), jnp.float32)
-    t = jax.ffi.ffi_call(TARGET, out, vmap_method="broadcast_all")(a.astype(jnp.float32), k=np.int64(k))
-    return t.astype(a.dtype)
+    return _batched_call(int(k))(a.astype(jnp.float32)).astype(a.dtype)
