@@ -94,8 +94,7 @@ def abs_topk(x: jax.Array, k: int, impl: str = "auto") -> jax.Array:
         return x
     if k <= 0:
         return jnp.zeros_like(x)
-    a = jnp.abs(x)
-    return jnp.where(a >= topk.row_threshold(a, k, impl), x, jnp.zeros_like(x))
+    return jnp.where(jnp.abs(x) >= topk.abs_row_threshold(x, k, impl), x, jnp.zeros_like(x))
 
 
 def _sparsify(x: jax.Array, location: str, cfg: ModelConfig) -> jax.Array:

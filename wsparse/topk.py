@@ -125,11 +125,18 @@ def _blocked_rows(a: jax.Array, k: int) -> jax.Array:
 def row_threshold(a: jax.Array, k: int, impl: str = "auto") -> jax.Array:
     """The k-th largest entry of each row (last axis) of non-negative ``a``, shape ``[..., 1]``, for static
     ``1 <= k <= a.shape[-1]``: ``a >= row_threshold(a, k)`` keeps the top k and every entry tied with the k-th."""
+    return abs_row_threshold(a, k, impl)
+
+
+def abs_row_threshold(x: jax.Array, k: int, impl: str = "auto") -> jax.Array:
+    """``row_threshold(|x|, k, impl)``. The ``native`` kernel reads magnitudes itself (it clears the sign bit), so
+    for it ``|x|`` is never written out."""
     cpu_default = "native" if jax.default_backend() == "cpu" and native.available() else "blocked"
     impl = resolve(impl, ROW_IMPLS, cpu_default, "top_k")
-    a = jax.lax.stop_gradient(a)
+    x = jax.lax.stop_gradient(x)
     if impl == "native":
-        return native.row_threshold(a, k)
+        return native.row_threshold(x, k)
+    a = jnp.abs(x)
     if impl == "top_k":
         return jax.lax.top_k(a, k)[0][..., k - 1:k]
     if impl == "blocked":
