@@ -44,6 +44,32 @@ def test_my_loss_matches_contrast_loss(planted):
     assert pr.loss(np.ones((1, pr.layout.n_nodes)), pr.pad(b))[0] == pytest.approx(float(ref), rel=1e-5)
 
 
+def test_bisection_evaluation_decides_like_the_full_loss_and_stops_early(planted):
+    """``prune._meets_target`` (each bisection step) gives ``loss <= target`` for targets around the loss, and reads
+    a single chunk where the first one alone is over the whole budget."""
+    params, stats = planted
+    b = cue_batch(32, 4)
+    b.correct[:5], b.wrong[:5] = b.wrong[:5].copy(), b.correct[:5].copy()  # some wrong answers: a loss well above 0
+    pr = prune.Pruner(params, CFG, PRUNE, stats)
+    pairs = pr.pad(b)
+    n_chunks = pairs.n // PRUNE.batch_pairs
+    assert n_chunks >= 2
+    meets = jax.jit(prune._meets_target, static_argnums=0)
+    masks_ = np.ones((3, pr.layout.n_nodes), np.float32)
+    masks_[1, ::2] = 0
+    masks_[2] = 0
+    for m, loss in zip(masks_, pr.loss(masks_, pairs)):
+        for target in (0.0, loss / 3, np.nextafter(loss, 0, dtype=np.float32), loss,
+                       np.nextafter(loss, 1e9, dtype=np.float32), 2 * loss, 1e6):
+            ok, read = meets(pr.spec, pr.params, pr.stats, jnp.asarray(m), pairs, jnp.float32(target))
+            assert bool(ok) == bool(loss <= np.float32(target)), (loss, target)
+            assert int(read) == n_chunks or not ok
+    first = pr.loss(masks_[2:], prune.Pairs(*(a[:PRUNE.batch_pairs] for a in pairs)))[0]
+    target = first / n_chunks / 2  # the first chunk alone is over the budget of all of them
+    ok, read = meets(pr.spec, pr.params, pr.stats, jnp.asarray(masks_[2]), pairs, jnp.float32(target))
+    assert not ok and int(read) == 1
+
+
 def test_pruner_recovers_planted_circuit(planted, tmp_path):
     params, stats = planted
     rec, rows = extract(params, CFG, PRUNE, stats, splits(), task="cue")
