@@ -98,7 +98,7 @@ def test_failed_build_warns_and_falls_back(fresh_native, monkeypatch):
 
 @pytest.mark.skipif(jax.default_backend() != "cpu", reason="a CPU kernel")
 def test_large_calls_share_the_thread_pool_without_deadlock():
-    """Inputs of 2^18 entries or more are split over XLA's intra-op threads. Independent calls that XLA runs at once
+    """Inputs of 2^16 entries or more are split over XLA's intra-op threads. Independent calls that XLA runs at once
     (one per thread, each handing work to the pool) deadlocked a first version within a few steps; a fresh process
     must finish, with the gradients equal to the XLA bisection's."""
     code = (

@@ -96,8 +96,6 @@ void Rows(const uint32_t* in, float* result, int64_t begin, int64_t end, int64_t
   }
 }
 
-constexpr int64_t kEntriesPerTask = 1 << 18;  // below this many entries a call stays on its own thread
-
 // One call's rows in equal parts, claimed one at a time by whichever thread gets there: the calling thread claims
 // parts too and waits only for parts another thread has started, so a busy pool (XLA may run two of these calls at
 // once, one on each of its threads) cannot deadlock it. Shared, because a pool task may start after the call returns.
@@ -120,14 +118,16 @@ struct Job {
   }
 };
 
-ffi::Error RowThreshold(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> x, ffi::ResultBuffer<ffi::F32> out, int64_t k) {
+// `part_entries`: the fewest entries worth a part of their own (below twice that, a call stays on its thread).
+ffi::Error RowThreshold(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> x, ffi::ResultBuffer<ffi::F32> out, int64_t k,
+                        int64_t part_entries) {
   const auto dims = x.dimensions();
   if (dims.size() < 1) return ffi::Error::InvalidArgument("row_threshold: the input needs a last axis");
   const int64_t width = dims.back();
   if (k < 1 || k > width) return ffi::Error::InvalidArgument("row_threshold: needs 1 <= k <= width");
   const int64_t rows = static_cast<int64_t>(x.element_count()) / width;
   const uint32_t* in = reinterpret_cast<const uint32_t*>(x.typed_data());
-  const int64_t parts = std::max<int64_t>(1, std::min<int64_t>(pool.num_threads(), rows * width / kEntriesPerTask));
+  const int64_t parts = std::max<int64_t>(1, std::min<int64_t>(pool.num_threads(), rows * width / std::max<int64_t>(1, part_entries)));
   if (parts == 1) {
     Rows(in, out->typed_data(), 0, rows, width, k);
     return ffi::Error::Success();
@@ -154,4 +154,5 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(WsparseRowThreshold, RowThreshold,
                                   .Ctx<ffi::ThreadPool>()
                                   .Arg<ffi::Buffer<ffi::F32>>()
                                   .Ret<ffi::Buffer<ffi::F32>>()
-                                  .Attr<int64_t>("k"));
+                                  .Attr<int64_t>("k")
+                                  .Attr<int64_t>("part_entries"));
