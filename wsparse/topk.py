@@ -15,12 +15,12 @@ Implementations of the per-row AbsTopK threshold (``ModelConfig.topk_impl``), al
   largest is then read off the kept entries. benchmarks/train_step.py prints the implementations side by side.
 - ``top_k``: the k-th largest from ``lax.top_k`` (static k), the usual choice on GPU and TPU; slow on XLA:CPU.
 - ``native``: wsparse's own C++ kernel (wsparse/native), called through ``jax.ffi``: each row bisected on its own in
-  L1 from a lower bound, stopping at its own k-th entry. CPU only; 3-5x faster than ``blocked`` on the demo model's
-  activations (docs/results/speed.md).
+  L1 from a lower bound, stopping at its own k-th entry. CPU only; 2-3x faster than ``blocked`` at the demo model's
+  shapes (docs/results/speed.md).
 
 ``auto`` picks per ``jax.default_backend()``: ``native`` on CPU where the kernel builds, else ``blocked`` (both
-measured), and ``top_k`` elsewhere (not measured here: no accelerator was available; see docs/results/speed.md). The projection's switch (``SparsityConfig.topk_impl``)
-is in wsparse/sparsity.py.
+measured), and ``top_k`` elsewhere (not measured here: no accelerator was available; see docs/results/speed.md).
+The projection's switch (``SparsityConfig.topk_impl``) is in wsparse/sparsity.py.
 """
 
 from __future__ import annotations

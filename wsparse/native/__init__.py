@@ -28,7 +28,6 @@ from jax.experimental.custom_partitioning import custom_partitioning
 from jax.sharding import NamedSharding, PartitionSpec
 
 SOURCE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "row_threshold.cc")
-TARGET = "wsparse_row_threshold"
 FLAGS = ("-O3", "-march=native", "-std=c++17", "-shared", "-fPIC", "-w")
 # A call's rows are split over XLA's intra-op threads in parts of at least this many entries: 2^15 against 2^18 was
 # 4% and 13% faster on evaluation passes at 16 sequences, and the same or 5% faster in the mask loop (speed.md).
@@ -74,12 +73,12 @@ def build(cxx: str, path: str) -> None:
     os.replace(tmp, path)
 
 
-def load(cxx: str) -> ctypes.CDLL:
-    """The kernel's library, built with ``cxx`` first if the cache does not hold it yet."""
+def load(cxx: str) -> tuple[ctypes.CDLL, str]:
+    """The kernel's library and its path, built with ``cxx`` first if the cache does not hold it yet."""
     path = library_path(cxx)
     if not os.path.exists(path):
         build(cxx, path)
-    return ctypes.cdll.LoadLibrary(path)
+    return ctypes.cdll.LoadLibrary(path), path
 
 
 @functools.cache
@@ -91,10 +90,13 @@ def available() -> bool:
     if cxx is None:
         return False
     try:
-        lib = load(cxx)
-        if TARGET not in _registered:
-            jax.ffi.register_ffi_target(TARGET, jax.ffi.pycapsule(lib.WsparseRowThreshold), platform="cpu")
-            _registered.add(TARGET)
+        lib, path = load(cxx)
+        # One target name per build: a second copy of wsparse in the process (benchmarks/prune_tasks.py --before)
+        # registers its own kernel beside this one instead of being handed this one.
+        _target[0] = "wsparse_row_threshold_" + os.path.basename(path).split("_")[-1].split(".")[0]
+        if _target[0] not in _registered:
+            jax.ffi.register_ffi_target(_target[0], jax.ffi.pycapsule(lib.WsparseRowThreshold), platform="cpu")
+            _registered.add(_target[0])
     except (OSError, RuntimeError, AttributeError) as e:
         warnings.warn(f"wsparse's CPU kernel is unavailable, AbsTopK uses the XLA bisection: {e}", stacklevel=2)
         return False
@@ -102,12 +104,13 @@ def available() -> bool:
 
 
 _registered: set[str] = set()
+_target = ["wsparse_row_threshold"]  # the registered name, set by available()
 
 
 def _call(a: jax.Array, k: int) -> jax.Array:
     out = jax.ShapeDtypeStruct(a.shape[:-1] + (1,), jnp.float32)
-    return jax.ffi.ffi_call(TARGET, out, vmap_method="broadcast_all")(a, k=np.int64(k),
-                                                                     part_entries=np.int64(PART_ENTRIES))
+    return jax.ffi.ffi_call(_target[0], out, vmap_method="broadcast_all")(a, k=np.int64(k),
+                                                                         part_entries=np.int64(PART_ENTRIES))
 
 
 def _rows_sharding(mesh, sharding, ndim: int) -> NamedSharding:
