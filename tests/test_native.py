@@ -38,7 +38,7 @@ def fresh_native(monkeypatch, tmp_path):
 
 @pytest.mark.skipif(jax.default_backend() != "cpu", reason="a CPU kernel")
 def test_kernel_is_the_exact_kth_largest_on_edge_cases():
-    """Random rows of every width 1..70 and every k, with coarse values (ties), zeros, NaN (whole rows with fewer
+    """120 random row sets of widths 1..70 and random k, with coarse values (ties), zeros, NaN (rows with fewer
     than k other entries too) and inf: the exact k-th largest, and the same kept set as the XLA bisection."""
     assert native.available()
     rng = np.random.default_rng(0)
