@@ -27,6 +27,14 @@ def run_python(code: str) -> None:
     assert done.returncode == 0 and done.stdout.strip().endswith("ok"), done.stderr[-2000:]
 
 
+@pytest.fixture(autouse=True)
+def on_cpu():
+    """The kernel is a CPU kernel: every test here runs on the CPU device, whatever the default backend is (JAX
+    always has one), so the suite checks it on GPU and TPU hosts too."""
+    with jax.default_device(jax.devices("cpu")[0]):
+        yield
+
+
 @pytest.fixture
 def fresh_native(monkeypatch, tmp_path):
     """``native.available`` re-decided under the test's environment, with an empty build cache; restored after."""
@@ -36,7 +44,6 @@ def fresh_native(monkeypatch, tmp_path):
     native.available.cache_clear()
 
 
-@pytest.mark.skipif(jax.default_backend() != "cpu", reason="a CPU kernel")
 def test_kernel_is_the_exact_kth_largest_on_edge_cases():
     """120 random row sets of widths 1..70 and random k, with coarse values (ties), zeros, NaN (rows with fewer
     than k other entries too) and inf: the exact k-th largest, and the same kept set as the XLA bisection."""
@@ -57,7 +64,6 @@ def test_kernel_is_the_exact_kth_largest_on_edge_cases():
         np.testing.assert_array_equal(a >= t, a >= np.asarray(f(jnp.asarray(a), k, "blocked")))
 
 
-@pytest.mark.skipif(jax.default_backend() != "cpu", reason="a CPU kernel")
 def test_kernel_reads_subnormals_as_zero_like_the_xla_bisection():
     a = jnp.array([[1e-40, 2e-40, 3e-40, 0.0, 1.0], [1e-40, 1e-39, 0.0, 0.0, 2.0]], jnp.float32)
     for k in (1, 2, 3):
@@ -67,7 +73,6 @@ def test_kernel_reads_subnormals_as_zero_like_the_xla_bisection():
             assert np.all(np.asarray(t) == 0.0)
 
 
-@pytest.mark.skipif(jax.default_backend() != "cpu", reason="a CPU kernel")
 def test_kernel_under_vmap_and_scan_equals_blocked():
     """Pruning vmaps the model over settings and scans over steps: the kernel sees the batched rows."""
     x = jax.random.normal(jax.random.key(3), (3, 2, 16, 40))
@@ -96,12 +101,13 @@ def test_failed_build_warns_and_falls_back(fresh_native, monkeypatch):
     assert any("unavailable" in str(w.message) for w in caught)
 
 
-@pytest.mark.skipif(jax.default_backend() != "cpu", reason="a CPU kernel")
 def test_large_calls_share_the_thread_pool_without_deadlock():
     """Inputs of 2^16 entries or more are split over XLA's intra-op threads. Independent calls that XLA runs at once
     (one per thread, each handing work to the pool) deadlocked a first version within a few steps; a fresh process
     must finish, with the gradients equal to the XLA bisection's."""
     code = (
+        "import os\n"
+        "os.environ['JAX_PLATFORMS'] = 'cpu'\n"
         "import jax, jax.numpy as jnp, numpy as np\n"
         "from wsparse import model as M\n"
         "x = jax.random.normal(jax.random.key(0), (4096, 128))\n"
