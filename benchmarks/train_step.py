@@ -32,7 +32,7 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 
 from wsparse import config as C  # noqa: E402
-from wsparse import model, native, optim, topk, train  # noqa: E402
+from wsparse import matmul, model, optim, topk, train  # noqa: E402
 
 replace = dataclasses.replace
 
@@ -111,7 +111,14 @@ def autodiff_softmax():
 
 def xla_bisection():
     """Inside: AbsTopK on CPU resolves to the XLA bisection ``blocked`` (before wsparse's C++ kernel, ``native``)."""
-    return mock.patch.object(native, "available", lambda: False)
+    resolve = topk.resolve
+    return mock.patch.object(topk, "resolve", lambda impl, impls, cpu, other: resolve(
+        impl, impls, "blocked" if cpu == "native" else cpu, other))
+
+
+def autodiff_weight_grads():
+    """Inside: weight gradients by autodiff's dots (before ``matmul`` read a transpose from wsparse's C++ kernel)."""
+    return mock.patch.object(matmul, "native_weight_grads", lambda: False)
 
 
 def full_bisection():
@@ -123,7 +130,8 @@ def full_bisection():
     return stack
 
 
-BEFORE = {"autodiff-softmax": autodiff_softmax, "full-bisection": full_bisection, "blocked": xla_bisection}
+BEFORE = {"autodiff-softmax": autodiff_softmax, "full-bisection": full_bisection, "blocked": xla_bisection,
+          "autodiff-weight-grads": autodiff_weight_grads}
 
 
 def jax_stepper(cfg: C.Config, batch, start: int, before: str | None = None) -> Callable:

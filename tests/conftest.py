@@ -10,6 +10,8 @@ os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "-1")
 
 import dataclasses  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
 
 import pytest  # noqa: E402
 
@@ -24,3 +26,28 @@ def tiny_prepared(tmp_path_factory):
     cfg = dataclasses.replace(C.from_configdict(get_config()).data,
                               cache_dir=str(tmp_path_factory.mktemp("tiny_data")))
     return data.prepare(cfg, log=lambda _: None)
+
+
+@pytest.fixture
+def fresh_native(monkeypatch, tmp_path):
+    """``native.available`` re-decided under the test's environment, with an empty build cache; restored after."""
+    from wsparse import native
+
+    monkeypatch.setenv("WSPARSE_NATIVE_CACHE", str(tmp_path))
+    native.available.cache_clear()
+    yield
+    native.available.cache_clear()
+
+
+@pytest.fixture
+def run_python():
+    """``run(code)``: runs ``code`` in a fresh Python process from the repository root; it must print ``ok`` last
+    (for tests that need their own XLA flags or a process that may hang)."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+    def run(code: str) -> None:
+        done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=180, check=False,
+                              cwd=root)
+        assert done.returncode == 0 and done.stdout.strip().endswith("ok"), done.stderr[-3000:]
+
+    return run

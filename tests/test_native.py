@@ -1,9 +1,6 @@
 """wsparse's C++ AbsTopK threshold (wsparse/native): exact against a sort, equal to the XLA bisection, and a clean
-fallback where it cannot be built."""
+fallback where it cannot be built. The transpose kernel is tested with its user, in test_matmul.py."""
 
-import os
-import subprocess
-import sys
 import warnings
 
 import jax
@@ -20,28 +17,12 @@ def kth_largest_reference(a: np.ndarray, k: int) -> np.ndarray:
     return np.maximum(-np.sort(-np.where(np.isnan(a), -np.inf, a), -1)[..., k - 1:k], 0.0).astype(a.dtype)
 
 
-def run_python(code: str) -> None:
-    """Runs ``code`` in a fresh Python process from the repository root; it must print ``ok`` last."""
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=180, check=False,
-                          cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    assert done.returncode == 0 and done.stdout.strip().endswith("ok"), done.stderr[-2000:]
-
-
 @pytest.fixture(autouse=True)
 def on_cpu():
     """The kernel is a CPU kernel: every test here runs on the CPU device, whatever the default backend is (JAX
     always has one), so the suite checks it on GPU and TPU hosts too."""
     with jax.default_device(jax.devices("cpu")[0]):
         yield
-
-
-@pytest.fixture
-def fresh_native(monkeypatch, tmp_path):
-    """``native.available`` re-decided under the test's environment, with an empty build cache; restored after."""
-    monkeypatch.setenv("WSPARSE_NATIVE_CACHE", str(tmp_path))
-    native.available.cache_clear()
-    yield
-    native.available.cache_clear()
 
 
 def test_kernel_is_the_exact_kth_largest_on_edge_cases():
@@ -101,7 +82,7 @@ def test_failed_build_warns_and_falls_back(fresh_native, monkeypatch):
     assert any("unavailable" in str(w.message) for w in caught)
 
 
-def test_large_calls_share_the_thread_pool_without_deadlock():
+def test_large_calls_share_the_thread_pool_without_deadlock(run_python):
     """Inputs of 2^16 entries or more are split over XLA's intra-op threads. Independent calls that XLA runs at once
     (one per thread, each handing work to the pool) deadlocked a first version within a few steps; a fresh process
     must finish, with the gradients equal to the XLA bisection's."""
@@ -124,7 +105,7 @@ def test_large_calls_share_the_thread_pool_without_deadlock():
     run_python(code)
 
 
-def test_sharded_rows_stay_on_their_devices():
+def test_sharded_rows_stay_on_their_devices(run_python):
     """Under a jit sharded over 4 devices along the rows, each device runs the kernel on its own rows: no all-gather
     of the activation, and the same output as the XLA bisection."""
     code = (

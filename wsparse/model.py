@@ -15,7 +15,7 @@ from typing import Any, Callable
 import jax
 import jax.numpy as jnp
 
-from wsparse import topk
+from wsparse import matmul, topk
 from wsparse.config import ModelConfig
 
 Params = dict[str, Any]
@@ -84,8 +84,9 @@ def node_shapes(cfg: ModelConfig) -> dict[str, int]:
 def abs_topk(x: jax.Array, k: int, impl: str = "auto") -> jax.Array:
     """Keeps the ``k`` entries of largest ``|x|`` along the last axis and zeroes the rest.
 
-    The k-th largest magnitude per row comes from ``topk.row_threshold`` (``impl``: ``auto``, ``bisect``,
-    ``blocked`` or ``top_k``, all exact and equal; on CPU ``auto`` is the cache-blocked bitwise bisection).
+    The k-th largest magnitude per row comes from ``topk.abs_row_threshold`` (``impl``: ``auto``, ``bisect``,
+    ``blocked``, ``native`` or ``top_k``, all exact and equal; on CPU ``auto`` is wsparse's C++ kernel where it
+    builds, else the cache-blocked bitwise bisection).
     Ties at the threshold are all kept, so a row keeps more than ``k`` entries only when several equal the k-th
     magnitude; a row with fewer than ``k`` nonzeros keeps all of them. The gradient flows through kept entries only.
     """
@@ -115,7 +116,7 @@ def _rms_norm(x: jax.Array, g: jax.Array, eps: float, dtype: jnp.dtype) -> jax.A
 
 
 def _linear(p: Params, x: jax.Array) -> jax.Array:
-    y = x @ p["w"].astype(x.dtype)
+    y = matmul.linear(x, p["w"].astype(x.dtype))
     if "b" in p:
         y = y + p["b"].astype(x.dtype)
     return y
@@ -244,8 +245,7 @@ def forward(params: Params, tokens_BT: jax.Array, cfg: ModelConfig, *, node_fn: 
         last_tokens = tokens_BT[rows, positions_B]
         x_BTD = x_BTD[:, 0] if params["blocks"] else x_BTD[rows, positions_B]
     x_BTD = _rms_norm(x_BTD, params["ln_f"]["g"], cfg.rms_eps, dtype)
-    logits_BTV = jnp.einsum("...d,vd->...v", x_BTD, params["lm_head"]["w"].astype(dtype),
-                            preferred_element_type=jnp.float32)
+    logits_BTV = matmul.unembed(x_BTD, params["lm_head"]["w"].astype(dtype))
     if cfg.bigram_table:
         logits_BTV = logits_BTV + params["bigram"]["table"][last_tokens]
     return logits_BTV

@@ -1,13 +1,14 @@
-"""wsparse's own CPU kernel: AbsTopK's per-row threshold in C++ (``row_threshold.cc``), called from XLA through
-``jax.ffi``.
+"""wsparse's own CPU kernels in C++, called from XLA through ``jax.ffi``: AbsTopK's per-row threshold
+(``row_threshold.cc``) and the transpose of the last two axes that the weight gradients read (``transpose.cc``).
 
-There is no build step at install. The first process that asks for the kernel compiles it with the machine's C++
+There is no build step at install. The first process that asks for the kernels compiles them with the machine's C++
 compiler (``$CXX``, else ``c++`` or ``g++``) against the FFI headers that jaxlib ships, for this CPU
-(``-march=native``), into a cache directory (``$WSPARSE_NATIVE_CACHE``, else ``~/.cache/wsparse/native``), under a key
-made of the source, the compiler, the flags, the jaxlib version and the CPU's features, so a shared home directory
-never hands one machine another's binary. Later processes load the cached library. Where no compiler is found, the
-build fails, or ``WSPARSE_NATIVE=0`` is set, :func:`available` is false and ``topk`` falls back to its XLA bisection,
-which gives the same thresholds (tests compare the two).
+(``-march=native``), into one library in a cache directory (``$WSPARSE_NATIVE_CACHE``, else
+``~/.cache/wsparse/native``), under a key made of the sources, the compiler, the flags, the jaxlib version and the
+CPU's features, so a shared home directory never hands one machine another's binary. Later processes load the cached
+library. Where no compiler is found, the build fails, or ``WSPARSE_NATIVE=0`` is set, :func:`available` is false:
+``topk`` falls back to its XLA bisection, which gives the same thresholds, and ``model`` to autodiff's weight
+gradients, which differ by float rounding (tests compare both pairs).
 """
 
 from __future__ import annotations
@@ -27,7 +28,9 @@ import numpy as np
 from jax.experimental.custom_partitioning import custom_partitioning
 from jax.sharding import NamedSharding, PartitionSpec
 
-SOURCE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "row_threshold.cc")
+SOURCES = tuple(os.path.join(os.path.dirname(os.path.abspath(__file__)), name)
+                for name in ("row_threshold.cc", "transpose.cc"))
+SYMBOLS = {"row_threshold": "WsparseRowThreshold", "transpose": "WsparseTranspose"}  # kernel -> exported handler
 FLAGS = ("-O3", "-march=native", "-std=c++17", "-shared", "-fPIC", "-w")
 # A call's rows are split over XLA's intra-op threads in parts of at least this many entries: 2^15 against 2^18 was
 # 4% and 13% faster on evaluation passes at 16 sequences, and the same or 5% faster in the mask loop (speed.md).
@@ -55,18 +58,19 @@ def cache_dir() -> str:
 
 
 def library_path(cxx: str) -> str:
-    """Where the library built by ``cxx`` for this source, jaxlib and CPU lives."""
+    """Where the library built by ``cxx`` for these sources, jaxlib and CPU lives."""
     version = subprocess.run([cxx, "--version"], capture_output=True, text=True, check=False).stdout
-    key = hashlib.sha256("\0".join([open(SOURCE).read(), version, " ".join(FLAGS), jax.__version__, platform.machine(),
+    sources = [open(path).read() for path in SOURCES]
+    key = hashlib.sha256("\0".join([*sources, version, " ".join(FLAGS), jax.__version__, platform.machine(),
                                     _cpu_features()]).encode()).hexdigest()[:16]
-    return os.path.join(cache_dir(), f"row_threshold_{key}.so")
+    return os.path.join(cache_dir(), f"kernels_{key}.so")
 
 
 def build(cxx: str, path: str) -> None:
-    """Compiles the kernel to ``path`` (written under another name, then renamed: processes may race to build)."""
+    """Compiles the kernels to ``path`` (written under another name, then renamed: processes may race to build)."""
     os.makedirs(os.path.dirname(path), exist_ok=True)
     tmp = f"{path}.tmp{os.getpid()}"
-    cmd = [cxx, *FLAGS, "-I", jax.ffi.include_dir(), SOURCE, "-o", tmp]
+    cmd = [cxx, *FLAGS, "-I", jax.ffi.include_dir(), *SOURCES, "-o", tmp]
     done = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if done.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)} failed:\n{done.stderr[-2000:]}")
@@ -74,7 +78,7 @@ def build(cxx: str, path: str) -> None:
 
 
 def load(cxx: str) -> tuple[ctypes.CDLL, str]:
-    """The kernel's library and its path, built with ``cxx`` first if the cache does not hold it yet."""
+    """The kernels' library and its path, built with ``cxx`` first if the cache does not hold it yet."""
     path = library_path(cxx)
     if not os.path.exists(path):
         build(cxx, path)
@@ -83,7 +87,7 @@ def load(cxx: str) -> tuple[ctypes.CDLL, str]:
 
 @functools.cache
 def available() -> bool:
-    """Whether the kernel is built (building it now if need be), loaded and registered with XLA for the CPU."""
+    """Whether the kernels are built (building them now if need be), loaded and registered with XLA for the CPU."""
     if os.environ.get("WSPARSE_NATIVE", "1") == "0" or platform.system() not in ("Linux", "Darwin"):
         return False
     cxx = _compiler()
@@ -92,24 +96,47 @@ def available() -> bool:
     try:
         lib, path = load(cxx)
         # One target name per build: a second copy of wsparse in the process (benchmarks/prune_tasks.py --before)
-        # registers its own kernel beside this one instead of being handed this one.
-        _target[0] = "wsparse_row_threshold_" + os.path.basename(path).split("_")[-1].split(".")[0]
-        if _target[0] not in _registered:
-            jax.ffi.register_ffi_target(_target[0], jax.ffi.pycapsule(lib.WsparseRowThreshold), platform="cpu")
-            _registered.add(_target[0])
+        # registers its own kernels beside these instead of being handed these.
+        key = os.path.basename(path).split("_")[-1].split(".")[0]
+        for kernel, symbol in SYMBOLS.items():
+            _targets[kernel] = f"wsparse_{kernel}_{key}"
+            if _targets[kernel] not in _registered:
+                jax.ffi.register_ffi_target(_targets[kernel], jax.ffi.pycapsule(getattr(lib, symbol)), platform="cpu")
+                _registered.add(_targets[kernel])
     except (OSError, RuntimeError, AttributeError) as e:
-        warnings.warn(f"wsparse's CPU kernel is unavailable, AbsTopK uses the XLA bisection: {e}", stacklevel=2)
+        warnings.warn(f"wsparse's CPU kernels are unavailable: AbsTopK uses the XLA bisection and the weight "
+                      f"gradients autodiff's dots: {e}", stacklevel=2)
         return False
     return True
 
 
 _registered: set[str] = set()
-_target = ["wsparse_row_threshold"]  # the registered name, set by available()
+_targets = {kernel: f"wsparse_{kernel}" for kernel in SYMBOLS}  # the registered names, set by available()
+
+
+def _require() -> None:
+    if not available():
+        raise RuntimeError("wsparse's CPU kernels are unavailable (see wsparse.native)")
+
+
+def _with_vmap(call):
+    """``call`` (one array in, one out, leading axes independent) with a vmap rule, which custom_partitioning lacks:
+    a batch axis is one more leading axis."""
+
+    @jax.custom_batching.custom_vmap
+    def batched(a):
+        return call(a)
+
+    @batched.def_vmap
+    def _(axis_size, in_batched, a):
+        return batched(a), True
+
+    return batched
 
 
 def _call(a: jax.Array, k: int) -> jax.Array:
     out = jax.ShapeDtypeStruct(a.shape[:-1] + (1,), jnp.float32)
-    return jax.ffi.ffi_call(_target[0], out, vmap_method="broadcast_all")(a, k=np.int64(k),
+    return jax.ffi.ffi_call(_targets["row_threshold"], out, vmap_method="broadcast_all")(a, k=np.int64(k),
                                                                          part_entries=np.int64(PART_ENTRIES))
 
 
@@ -137,24 +164,47 @@ _sharded_call.def_partition(_partition, infer_sharding_from_operands=_infer, sha
 
 @functools.cache
 def _batched_call(k: int):
-    """``_sharded_call`` for one k, with a vmap rule (custom_partitioning has none): a batch axis is one more leading
-    axis of rows."""
-
-    @jax.custom_batching.custom_vmap
-    def call(a):
-        return _sharded_call(a, k)
-
-    @call.def_vmap
-    def _(axis_size, in_batched, a):
-        return call(a), True
-
-    return call
+    """``_sharded_call`` for one k, with a vmap rule."""
+    return _with_vmap(lambda a: _sharded_call(a, k))
 
 
 def row_threshold(a: jax.Array, k: int) -> jax.Array:
     """The k-th largest entry of each row (last axis) of non-negative ``a``, shape ``[..., 1]``, for static
     ``1 <= k <= a.shape[-1]``; NaN never counts, and a row with fewer than k entries at or above zero gives 0.
     bfloat16 runs in float32 (exact both ways: the k-th largest is one of the entries)."""
-    if not available():
-        raise RuntimeError("wsparse's CPU kernel is unavailable (see wsparse.native)")
+    _require()
     return _batched_call(int(k))(a.astype(jnp.float32)).astype(a.dtype)
+
+
+def _transpose_call(a: jax.Array) -> jax.Array:
+    out = jax.ShapeDtypeStruct(a.shape[:-2] + (a.shape[-1], a.shape[-2]), a.dtype)
+    return jax.ffi.ffi_call(_targets["transpose"], out, vmap_method="broadcast_all")(a)
+
+
+def _swapped(sharding, ndim: int):
+    spec = tuple(sharding.spec) + (None,) * (ndim - len(sharding.spec))
+    return NamedSharding(sharding.mesh, PartitionSpec(*spec[:-2], spec[-1], spec[-2]))
+
+
+def _transpose_partition(mesh, arg_shapes, result_shape):
+    arg = arg_shapes[0].sharding
+    return mesh, _transpose_call, _swapped(arg, len(arg_shapes[0].shape)), (arg,)
+
+
+def _transpose_infer(mesh, arg_shapes, result_shape):
+    return _swapped(arg_shapes[0].sharding, len(arg_shapes[0].shape))
+
+
+# Each device transposes its own block, which stays on it (without this rule XLA would gather the whole operand).
+_sharded_transpose = custom_partitioning(_transpose_call)
+_sharded_transpose.def_partition(_transpose_partition, infer_sharding_from_operands=_transpose_infer,
+                                 sharding_rule="... i j -> ... j i")
+_batched_transpose = _with_vmap(_sharded_transpose)
+
+
+def transpose(a: jax.Array) -> jax.Array:
+    """``a`` with its last two axes swapped (``jnp.swapaxes(a, -1, -2)``, exactly), computed by the C++ kernel, an
+    operation XLA cannot fuse with the ops that produce ``a``. Not differentiable (the weight gradients use it inside
+    their own backward pass)."""
+    _require()
+    return _batched_transpose(a)
