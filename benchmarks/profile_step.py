@@ -46,6 +46,8 @@ def category(shape: str, op: str, m) -> str:
     T, V, H = m.n_ctx, m.vocab_size, m.n_head
     if "while" in op:
         return "AbsTopK bisection" if "jvp" in op else "weight projection (bisection loops)"
+    if "ffi_call" in op:  # wsparse/native: transposes for the weight gradients (backward), AbsTopK's threshold
+        return "weight-gradient transposes (C++ kernel)" if "transpose(" in op else "AbsTopK threshold (C++ kernel)"
     if "argmax" in op or ("jvp" not in op and "reduce_max" in op):
         return "weight projection (min-alive argmax)"
     if "dot_general" in op:
@@ -201,9 +203,10 @@ def main() -> None:
     info = {}
     for path in glob.glob(f"{DUMP}/*jit_step*after_optimizations.txt"):
         for line in open(path):
-            hit = re.match(r"\s*(?:ROOT )?%?([\w.\-]+) = (\S+) \w+\(.*?op_name=\"([^\"]*)\"", line)
-            if hit:
-                info.setdefault(hit.group(1), (hit.group(2), hit.group(3)))
+            hit = re.match(r"\s*(?:ROOT )?%?([\w.\-]+) = (\S+) ([\w-]+)\(.*?op_name=\"([^\"]*)\"", line)
+            if hit:  # a plain dot can carry the op_name of the transpose that XLA folded into it: a matmul all the same
+                op = hit.group(4) + ("/dot_general" if hit.group(3) == "dot" else "")
+                info.setdefault(hit.group(1), (hit.group(2), op))
     trace = glob.glob(f"{trace_dir}/**/*.trace.json.gz", recursive=True)[0]
     events = [e for e in json.load(gzip.open(trace))["traceEvents"] if e.get("ph") == "X"]
     total = collections.Counter()

@@ -5,8 +5,8 @@
 gradients are autodiff's, bit for bit. Their weight gradient is a contraction over the token axis, ``x^T g``, which
 XLA:CPU runs as a dot with both operands read across rows, 2-3x slower than its dots in the usual layout; an XLA
 transpose of ``x`` does not help, because XLA fuses it with the ops that produce ``x`` into a loop that is slower
-still. So on CPU, where wsparse's C++ kernels build, the weight gradient is ``transpose(x) @ g`` with the transpose
-done by ``native.transpose``, which XLA cannot fuse (docs/results/speed.md: the dense train step 13% faster). Its
+still. So on CPU, where wsparse's C++ kernels build, the weight gradient is ``transpose(x) @ g`` (or ``transpose(g) @ x``,
+whichever operand is narrower) with the transpose done by ``native.transpose``, which XLA cannot fuse (docs/results/speed.md: the dense train step 13% faster). Its
 float rounding differs from autodiff's dot, by about one unit in the last place (tests/test_matmul.py). Elsewhere
 (GPU, TPU, no compiler, ``WSPARSE_NATIVE=0``) both are plain autodiff.
 """
@@ -41,8 +41,14 @@ def _bwd(w_out_in, res, g):
     _, x_vjp = jax.vjp(lambda x: _product(x, w, w_out_in), x)
     (dx,) = x_vjp(g)  # autodiff's input gradient, the same ops
     x_NI, g_NO = x.reshape(-1, x.shape[-1]), g.reshape(-1, g.shape[-1])
-    dw_IO = jnp.matmul(native.transpose(x_NI), g_NO, preferred_element_type=jnp.float32)
-    dw = native.transpose(dw_IO) if w_out_in else dw_IO  # a kernel transpose too: XLA would fold its own into the dot
+    # The narrower of x and g is transposed; the small product is transposed by the kernel too where needed (XLA
+    # would fold its own transpose into the dot, back into the slow form).
+    if x_NI.shape[1] <= g_NO.shape[1]:
+        dw_IO = jnp.matmul(native.transpose(x_NI), g_NO, preferred_element_type=jnp.float32)
+        dw = native.transpose(dw_IO) if w_out_in else dw_IO
+    else:
+        dw_OI = jnp.matmul(native.transpose(g_NO), x_NI, preferred_element_type=jnp.float32)
+        dw = dw_OI if w_out_in else native.transpose(dw_OI)
     return dx, dw.astype(w.dtype)
 
 
