@@ -36,7 +36,8 @@ def test_transpose_kernel_is_exact():
             np.testing.assert_array_equal(jax.jit(native.transpose)(a), np.swapaxes(np.asarray(a), -1, -2))
     a = jnp.asarray(rng.standard_normal((5, 8, 6)), jnp.float32)
     np.testing.assert_array_equal(jax.vmap(native.transpose)(a), np.swapaxes(np.asarray(a), 1, 2))
-    np.testing.assert_array_equal(jax.vmap(native.transpose, in_axes=2, out_axes=2)(a), np.swapaxes(np.asarray(a), 0, 1))
+    by_axis_2 = jax.vmap(native.transpose, in_axes=2, out_axes=2)(a)
+    np.testing.assert_array_equal(by_axis_2, np.swapaxes(np.asarray(a), 0, 1))
     a64 = np.arange(12, dtype=np.uint32).reshape(3, 4)
     np.testing.assert_array_equal(native.transpose(jnp.asarray(a64)), a64.T)
 
@@ -76,8 +77,8 @@ def test_weight_grads_under_vmap():
 
 
 def test_model_uses_the_kernel_on_cpu_and_autodiff_without_it(fresh_native, monkeypatch):
-    """On CPU the train loss's gradient reads the kernel's transposes (one or two per weight product) and the forward pass is
-    unchanged; with the kernels disabled the gradient is plain autodiff, within rounding of the kernel's."""
+    """On CPU the train loss's gradient reads the kernel's transposes (one or two per weight product) and the forward
+    pass is unchanged; with the kernels disabled the gradient is plain autodiff, within rounding of the kernel's."""
     from configs.tiny import get_config
     from wsparse import config as C
 

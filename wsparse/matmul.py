@@ -5,10 +5,11 @@
 gradients are autodiff's, bit for bit. Their weight gradient is a contraction over the token axis, ``x^T g``, which
 XLA:CPU runs as a dot with both operands read across rows, 2-3x slower than its dots in the usual layout; an XLA
 transpose of ``x`` does not help, because XLA fuses it with the ops that produce ``x`` into a loop that is slower
-still. So on CPU, where wsparse's C++ kernels build, the weight gradient is ``transpose(x) @ g`` (or ``transpose(g) @ x``,
-whichever operand is narrower) with the transpose done by ``native.transpose``, which XLA cannot fuse (docs/results/speed.md: the dense train step 13% faster). Its
-float rounding differs from autodiff's dot, by about one unit in the last place (tests/test_matmul.py). Elsewhere
-(GPU, TPU, no compiler, ``WSPARSE_NATIVE=0``) both are plain autodiff.
+still. So on CPU, where wsparse's C++ kernels build, the weight gradient is ``transpose(x) @ g`` (or
+``transpose(g) @ x``, whichever operand is narrower) with the transpose done by ``native.transpose``, which XLA
+cannot fuse (docs/results/speed.md: the train step 12-16% faster). Its float rounding differs from autodiff's dot:
+the sums over the tokens run in another order (tests/test_matmul.py bounds the difference at 2e-6 of the largest
+entry). Elsewhere (GPU, TPU, no compiler, ``WSPARSE_NATIVE=0``) both are plain autodiff.
 """
 
 from __future__ import annotations

@@ -136,8 +136,8 @@ def _with_vmap(call):
 
 def _call(a: jax.Array, k: int) -> jax.Array:
     out = jax.ShapeDtypeStruct(a.shape[:-1] + (1,), jnp.float32)
-    return jax.ffi.ffi_call(_targets["row_threshold"], out, vmap_method="broadcast_all")(a, k=np.int64(k),
-                                                                         part_entries=np.int64(PART_ENTRIES))
+    call = jax.ffi.ffi_call(_targets["row_threshold"], out, vmap_method="broadcast_all")
+    return call(a, k=np.int64(k), part_entries=np.int64(PART_ENTRIES))
 
 
 def _rows_sharding(mesh, sharding, ndim: int) -> NamedSharding:
