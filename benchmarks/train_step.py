@@ -32,7 +32,7 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 
 from wsparse import config as C  # noqa: E402
-from wsparse import matmul, model, optim, topk, train  # noqa: E402
+from wsparse import matmul, model, optim, sparsity, topk, train  # noqa: E402
 
 replace = dataclasses.replace
 
@@ -109,11 +109,21 @@ def autodiff_softmax():
     return mock.patch.object(model, "_softmax", lambda s, sink: model._softmax_parts(s, sink)[0])
 
 
+def _cpu_default_instead(choices: tuple[str, ...], impl: str):
+    """Inside: ``auto`` resolves to ``impl`` on CPU for the implementation switch with these ``choices``."""
+    resolve = topk.resolve
+    return mock.patch.object(topk, "resolve", lambda name, impls, cpu, other: resolve(
+        name, impls, impl if impls == choices else cpu, other))
+
+
 def xla_bisection():
     """Inside: AbsTopK on CPU resolves to the XLA bisection ``blocked`` (before wsparse's C++ kernel, ``native``)."""
-    resolve = topk.resolve
-    return mock.patch.object(topk, "resolve", lambda impl, impls, cpu, other: resolve(
-        impl, impls, "blocked" if cpu == "native" else cpu, other))
+    return _cpu_default_instead(topk.ROW_IMPLS, "blocked")
+
+
+def bisect_projection():
+    """Inside: the weight projection on CPU resolves to the XLA bisection (before its C++ radix select)."""
+    return _cpu_default_instead(sparsity.PROJECT_IMPLS, "bisect")
 
 
 def autodiff_weight_grads():
@@ -131,7 +141,7 @@ def full_bisection():
 
 
 BEFORE = {"autodiff-softmax": autodiff_softmax, "full-bisection": full_bisection, "blocked": xla_bisection,
-          "autodiff-weight-grads": autodiff_weight_grads}
+          "autodiff-weight-grads": autodiff_weight_grads, "bisect-projection": bisect_projection}
 
 
 def jax_stepper(cfg: C.Config, batch, start: int, before: str | None = None) -> Callable:
@@ -216,8 +226,8 @@ def main() -> None:
     befores = [b for b in args.before.split(",") if b] + (["autodiff-softmax"] if args.autodiff_softmax else [])
     for before in befores:
         for name, cfg in (("sparse", sparse), ("dense", dense)):
-            if before in ("full-bisection", "blocked") and name == "dense":
-                continue  # the dense step has no AbsTopK
+            if before in ("full-bisection", "blocked", "bisect-projection") and name == "dense":
+                continue  # the dense step has no AbsTopK and no projection
             print(f"{name + ', ' + before:28s} ", end="", flush=True)
             fns[f"{name}, {before}"] = jax_stepper(cfg, batch, start, before)
     torch_threads = sorted({1, os.cpu_count() or 1})

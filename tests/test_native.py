@@ -1,5 +1,6 @@
-"""wsparse's C++ AbsTopK threshold (wsparse/native): exact against a sort, equal to the XLA bisection, and a clean
-fallback where it cannot be built. The transpose kernel is tested with its user, in test_matmul.py."""
+"""wsparse's C++ kernels (wsparse/native): AbsTopK's threshold exact against a sort and equal to the XLA bisection,
+the projection's cut equal to its bisection, and a clean fallback where they cannot be built. The transpose kernel
+is tested with its user, in test_matmul.py."""
 
 import warnings
 
@@ -9,7 +10,7 @@ import numpy as np
 import pytest
 
 from wsparse import model as M
-from wsparse import native, topk
+from wsparse import native, sparsity, topk
 
 
 def kth_largest_reference(a: np.ndarray, k: int) -> np.ndarray:
@@ -45,6 +46,31 @@ def test_kernel_is_the_exact_kth_largest_on_edge_cases():
         np.testing.assert_array_equal(a >= t, a >= np.asarray(f(jnp.asarray(a), k, "blocked")))
 
 
+def test_projection_cut_keeps_the_bisections_entries():
+    """The radix select's cut against the projection's XLA bisection and its stable sort, on keys with ties (all
+    equal, half zeros, coarse values), reservation bits, and k from 1 to the whole tensor: the same k entries."""
+    rng = np.random.default_rng(0)
+    masks = {impl: jax.jit(f) for impl, f in (("bisect", sparsity._top_k_mask), ("sort", sparsity._top_k_mask_sort),
+                                             ("native", sparsity._top_k_mask_native))}
+    for n in (1, 2, 300, 4099):
+        for trial in range(24):
+            w = rng.standard_normal(n).astype(np.float32)
+            if trial % 3 == 0:
+                w = np.round(w * 2) / 2
+            if trial % 4 == 0:
+                w[rng.random(n) < 0.5] = 0.0
+            if trial % 7 == 0:
+                w[:] = 1.0
+            key = jax.lax.bitcast_convert_type(jnp.abs(jnp.asarray(w)), jnp.uint32)
+            if trial % 5 == 0:
+                key = key | (jnp.asarray(rng.random(n) < 0.1).astype(jnp.uint32) << 31)
+            k = jnp.int32((1, n, int(rng.integers(1, n + 1)))[trial % 3])
+            got = {impl: np.asarray(f(key, k)) for impl, f in masks.items()}
+            assert got["native"].sum() == int(k), (n, int(k))
+            np.testing.assert_array_equal(got["native"], got["bisect"])
+            np.testing.assert_array_equal(got["native"], got["sort"])
+
+
 def test_kernel_reads_subnormals_as_zero_like_the_xla_bisection():
     a = jnp.array([[1e-40, 2e-40, 3e-40, 0.0, 1.0], [1e-40, 1e-39, 0.0, 0.0, 2.0]], jnp.float32)
     for k in (1, 2, 3):
@@ -66,6 +92,7 @@ def test_disabled_kernel_falls_back_to_the_xla_bisection(fresh_native, monkeypat
     assert not native.available()
     a = jnp.abs(jax.random.normal(jax.random.key(1), (5, 12)))
     assert "ffi_call" not in str(jax.make_jaxpr(lambda a: topk.row_threshold(a, 4))(a))
+    assert "ffi_call" not in str(jax.make_jaxpr(lambda a: sparsity.project_tensor(a, jnp.int32(7)))(a))
     np.testing.assert_array_equal(topk.row_threshold(a, 4), kth_largest_reference(np.asarray(a), 4))
     with pytest.raises(RuntimeError, match="unavailable"):
         topk.row_threshold(a, 4, "native")

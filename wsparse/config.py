@@ -80,7 +80,7 @@ class SparsityConfig:
     min_alive_per_neuron: int = 4  # 0 disables the per-neuron reservation
     anneal_start_frac: float = 0.01
     anneal_end_frac: float = 0.5
-    # The projection's exact top-k (wsparse/sparsity.py): auto (per backend), bisect or sort. Same result either way.
+    # The projection's exact top-k (wsparse/sparsity.py): auto (per backend), bisect, sort or native. Same result.
     topk_impl: str = "auto"
 
     def validate(self) -> None:
@@ -90,7 +90,8 @@ class SparsityConfig:
         _check(self.min_alive_per_neuron >= 0, "sparsity.min_alive_per_neuron", "must be >= 0")
         _check(0.0 <= self.anneal_start_frac <= self.anneal_end_frac <= 1.0, "sparsity.anneal_*_frac",
                "need 0 <= anneal_start_frac <= anneal_end_frac <= 1")
-        _check(self.topk_impl in ("auto", "bisect", "sort"), "sparsity.topk_impl", "must be auto, bisect or sort")
+        _check(self.topk_impl in ("auto", "bisect", "sort", "native"), "sparsity.topk_impl",
+               "must be auto, bisect, sort or native")
 
 
 @dataclasses.dataclass(frozen=True)

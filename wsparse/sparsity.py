@@ -17,7 +17,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from wsparse import topk, weights
+from wsparse import native, topk, weights
 from wsparse.config import SparsityConfig
 
 Params = dict[str, Any]
@@ -100,7 +100,14 @@ def _top_k_mask_sort(key: jax.Array, k: jax.Array) -> jax.Array:
     return rank < k
 
 
-PROJECT_IMPLS = ("auto", "bisect", "sort")
+def _top_k_mask_native(key: jax.Array, k: jax.Array) -> jax.Array:
+    """The same mask as :func:`_top_k_mask`, its cut found by wsparse's C++ radix select (``native.top_k_cut``)."""
+    t, stop = native.top_k_cut(key, k)
+    return (key > t) | ((key == t) & (jnp.arange(key.size, dtype=jnp.int32) < stop))
+
+
+PROJECT_IMPLS = ("auto", "bisect", "sort", "native")
+_SELECT = {"bisect": _top_k_mask, "sort": _top_k_mask_sort, "native": _top_k_mask_native}
 
 
 def project_tensor(w: jax.Array, k: jax.Array, min_alive: int = 0, neuron_axis: int | None = None,
@@ -108,14 +115,15 @@ def project_tensor(w: jax.Array, k: jax.Array, min_alive: int = 0, neuron_axis: 
     """Keeps exactly ``k`` entries of ``w`` by magnitude; with ``min_alive`` each line along ``neuron_axis``
     (the axis a neuron's weights run along) reserves its top ``min_alive`` first.
 
-    ``impl``: ``bisect`` (32 compare-and-count passes, the CPU default) or ``sort`` (one stable argsort, the
-    accelerator default under ``auto``); both keep the same entries."""
+    ``impl``: ``bisect`` (32 compare-and-count passes), ``native`` (wsparse's C++ radix select, the CPU default under
+    ``auto`` where it builds, else ``bisect``) or ``sort`` (one stable argsort, the accelerator default); all keep
+    the same entries."""
     absw = jnp.abs(w.astype(jnp.float32))
     key = jax.lax.bitcast_convert_type(absw, jnp.uint32)  # sign bit clear: orders like |w|
     if min_alive > 0 and neuron_axis is not None:
         key = key | (_reserve(absw, min_alive, neuron_axis).astype(jnp.uint32) << 31)
-    select = _top_k_mask_sort if topk.resolve(impl, PROJECT_IMPLS, "bisect", "sort") == "sort" else _top_k_mask
-    keep = select(key.ravel(), k).reshape(w.shape)
+    cpu_default = "native" if jax.default_backend() == "cpu" and native.available() else "bisect"
+    keep = _SELECT[topk.resolve(impl, PROJECT_IMPLS, cpu_default, "sort")](key.ravel(), k).reshape(w.shape)
     return jnp.where(keep, w, jnp.zeros_like(w))
 
 

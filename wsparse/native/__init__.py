@@ -1,5 +1,6 @@
 """wsparse's own CPU kernels in C++, called from XLA through ``jax.ffi``: AbsTopK's per-row threshold
-(``row_threshold.cc``) and the transpose of the last two axes that the weight gradients read (``transpose.cc``).
+(``row_threshold.cc``), the transpose of the last two axes that the weight gradients read (``transpose.cc``) and
+where the weight projection cuts a tensor (``top_k_cut.cc``).
 
 There is no build step at install. The first process that asks for the kernels compiles them with the machine's C++
 compiler (``$CXX``, else ``c++`` or ``g++``) against the FFI headers that jaxlib ships, for this CPU
@@ -7,8 +8,8 @@ compiler (``$CXX``, else ``c++`` or ``g++``) against the FFI headers that jaxlib
 ``~/.cache/wsparse/native``), under a key made of the sources, the compiler, the flags, the jaxlib version and the
 CPU's features, so a shared home directory never hands one machine another's binary. Later processes load the cached
 library. Where no compiler is found, the build fails, or ``WSPARSE_NATIVE=0`` is set, :func:`available` is false:
-``topk`` falls back to its XLA bisection, which gives the same thresholds, and ``model`` to autodiff's weight
-gradients, which differ by float rounding (tests compare both pairs).
+``topk`` and ``sparsity`` fall back to their XLA bisections, which give the same thresholds and masks, and
+``matmul`` to autodiff's weight gradients, which differ by float rounding (tests compare each pair).
 """
 
 from __future__ import annotations
@@ -29,8 +30,9 @@ from jax.experimental.custom_partitioning import custom_partitioning
 from jax.sharding import NamedSharding, PartitionSpec
 
 SOURCES = tuple(os.path.join(os.path.dirname(os.path.abspath(__file__)), name)
-                for name in ("row_threshold.cc", "transpose.cc"))
-SYMBOLS = {"row_threshold": "WsparseRowThreshold", "transpose": "WsparseTranspose"}  # kernel -> exported handler
+                for name in ("row_threshold.cc", "transpose.cc", "top_k_cut.cc"))
+SYMBOLS = {"row_threshold": "WsparseRowThreshold", "transpose": "WsparseTranspose",  # kernel -> exported handler
+           "top_k_cut": "WsparseTopKCut"}
 FLAGS = ("-O3", "-march=native", "-std=c++17", "-shared", "-fPIC", "-w")
 # A call's rows are split over XLA's intra-op threads in parts of at least this many entries: 2^15 against 2^18 was
 # 4% and 13% faster on evaluation passes at 16 sequences, and the same or 5% faster in the mask loop (speed.md).
@@ -208,3 +210,13 @@ def transpose(a: jax.Array) -> jax.Array:
     their own backward pass)."""
     _require()
     return _batched_transpose(a)
+
+
+def top_k_cut(key: jax.Array, k: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """For a flat uint32 ``key`` and a traced ``k`` in [1, key.size]: the k-th largest key ``t`` and an index
+    ``stop`` such that ``(key > t) | ((key == t) & (arange(size) < stop))`` keeps exactly k entries, the tied ones
+    by lowest index (the weight projection's rule)."""
+    _require()
+    out = (jax.ShapeDtypeStruct((), jnp.uint32), jax.ShapeDtypeStruct((), jnp.int32))
+    call = jax.ffi.ffi_call(_targets["top_k_cut"], out, vmap_method="sequential")
+    return call(key.astype(jnp.uint32).ravel(), jnp.asarray(k, jnp.int32))
