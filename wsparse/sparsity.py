@@ -5,10 +5,10 @@ The projection keeps exactly ``k = max(1, round(density * size))`` entries per s
 the tensor has fewer than ``k`` nonzero entries to begin with). Because the density changes every step while
 annealing, ``k`` is a traced value: the k-th largest magnitude is found on the float's bit pattern, by a bitwise
 bisection (32 compare-and-count passes over the tensor, no sort, no recompilation) or on CPU by wsparse's C++ radix
-select (``native.top_k_cut``, the same result in two reads of the tensor), and ties at the threshold are broken by
-flat index (lowest index first). With ``min_alive_per_neuron = j``, each neuron first reserves its top-j
-entries along its fan-in (``c_attn``, ``c_fc``: per output column) or fan-out (both ``c_proj``: per input row);
-reserved entries count toward ``k`` and win over any unreserved one.
+select (``native.top_k_cut``, the same result from two reads of the tensor and a scan that stops early), and ties at
+the threshold are broken by flat index (lowest index first). With ``min_alive_per_neuron = j``, each neuron first
+reserves its top-j entries along its fan-in (``c_attn``, ``c_fc``: per output column) or fan-out (both ``c_proj``:
+per input row); reserved entries count toward ``k`` and win over any unreserved one.
 """
 
 from __future__ import annotations
