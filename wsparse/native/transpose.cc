@@ -4,9 +4,9 @@
 // A linear layer's weight gradient is x^T g, a contraction over the token axis, which XLA:CPU runs as a dot with both
 // operands transposed, 2-3x slower than a dot in the usual layout (docs/results/speed.md). Materialising x^T first
 // fixes the dot, but XLA fuses a transpose with the ops that produce its operand and emits the fusion as a loop that
-// reads every operand across rows, 20x slower than a copy. Here the transpose is a custom call, which XLA cannot
+// reads every operand across rows, over 15x slower than a copy. Here the transpose is a custom call, which XLA cannot
 // fuse: it reads the operand XLA already holds for the forward pass, in 16 x 16 tiles, writing whole rows of a tile.
-// Built and loaded with row_threshold.cc by wsparse/native/__init__.py.
+// Built and loaded with the other kernels by wsparse/native/__init__.py.
 
 #include <cstdint>
 #include <cstring>
