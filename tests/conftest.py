@@ -51,3 +51,13 @@ def run_python():
         assert done.returncode == 0 and done.stdout.strip().endswith("ok"), done.stderr[-3000:]
 
     return run
+
+
+@pytest.fixture
+def on_cpu_device():
+    """Runs the test on the CPU device whatever the default backend (JAX always has one): wsparse's C++ kernels are
+    CPU kernels, so their tests check them on GPU and TPU hosts too."""
+    import jax
+
+    with jax.default_device(jax.devices("cpu")[0]):
+        yield

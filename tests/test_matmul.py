@@ -10,11 +10,7 @@ import pytest
 from wsparse import matmul, model, native
 
 
-@pytest.fixture(autouse=True)
-def on_cpu():
-    """The kernels are CPU kernels: run on the CPU device whatever the default backend (JAX always has one)."""
-    with jax.default_device(jax.devices("cpu")[0]):
-        yield
+pytestmark = pytest.mark.usefixtures("on_cpu_device")
 
 
 def autodiff(x, w, w_out_in):

@@ -12,18 +12,12 @@ import pytest
 from wsparse import model as M
 from wsparse import native, sparsity, topk
 
+pytestmark = pytest.mark.usefixtures("on_cpu_device")
+
 
 def kth_largest_reference(a: np.ndarray, k: int) -> np.ndarray:
     """The k-th largest entry per row, NaN never counted; 0 where fewer than k entries are at or above 0."""
     return np.maximum(-np.sort(-np.where(np.isnan(a), -np.inf, a), -1)[..., k - 1:k], 0.0).astype(a.dtype)
-
-
-@pytest.fixture(autouse=True)
-def on_cpu():
-    """The kernel is a CPU kernel: every test here runs on the CPU device, whatever the default backend is (JAX
-    always has one), so the suite checks it on GPU and TPU hosts too."""
-    with jax.default_device(jax.devices("cpu")[0]):
-        yield
 
 
 def test_kernel_is_the_exact_kth_largest_on_edge_cases():

@@ -48,8 +48,7 @@ class ModelConfig:
     init_std: float = 0.02
     dtype: str = "float32"  # compute dtype of activations; params stay float32
     # AbsTopK's exact k-th-largest search (wsparse/topk.py): auto (per backend), bisect, blocked, top_k or native
-    # (wsparse's C++ kernel, CPU only). All give
-    # the same result; only the speed differs.
+    # (wsparse's C++ kernel, CPU only). All give the same result; only the speed differs.
     topk_impl: str = "auto"
 
     def validate(self) -> None:

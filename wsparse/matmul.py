@@ -58,7 +58,7 @@ _product_native_grad.defvjp(_fwd, _bwd)
 
 def native_weight_grads() -> bool:
     """Whether weight gradients go through ``native.transpose``: on CPU, where the kernels build."""
-    return jax.default_backend() == "cpu" and native.available()
+    return native.in_use()
 
 
 def _call(x: jax.Array, w: jax.Array, w_out_in: bool) -> jax.Array:

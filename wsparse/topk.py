@@ -131,7 +131,7 @@ def row_threshold(a: jax.Array, k: int, impl: str = "auto") -> jax.Array:
 def abs_row_threshold(x: jax.Array, k: int, impl: str = "auto") -> jax.Array:
     """``row_threshold(|x|, k, impl)``. The ``native`` kernel reads magnitudes itself (it clears the sign bit), so
     for it ``|x|`` is never written out."""
-    cpu_default = "native" if jax.default_backend() == "cpu" and native.available() else "blocked"
+    cpu_default = "native" if native.in_use() else "blocked"
     impl = resolve(impl, ROW_IMPLS, cpu_default, "top_k")
     x = jax.lax.stop_gradient(x)
     if impl == "native":

@@ -112,6 +112,12 @@ def available() -> bool:
     return True
 
 
+def in_use() -> bool:
+    """Whether the CPU defaults (AbsTopK's threshold, the projection's cut, the weight gradients) use these kernels:
+    on the CPU backend, where they build. The backend is checked first, so an accelerator host never compiles them."""
+    return jax.default_backend() == "cpu" and available()
+
+
 _registered: set[str] = set()
 _targets = {kernel: f"wsparse_{kernel}" for kernel in SYMBOLS}  # the registered names, set by available()
 
