@@ -46,6 +46,13 @@ def category(shape: str, op: str, m) -> str:
     T, V, H = m.n_ctx, m.vocab_size, m.n_head
     if "while" in op:
         return "AbsTopK bisection" if "jvp" in op else "weight projection (bisection loops)"
+    if "pallas_call" in op:
+        return "AbsTopK threshold (Pallas kernel)"
+    if "dot_product_attention" in op:
+        return "attention (cuDNN fused kernel)"
+    last = op.split("/")[-1]
+    if last.startswith("sort") or (last.startswith("scatter") and "jvp" not in op):  # not the embedding's gradient
+        return "weight projection (sort)"
     if "ffi_call" in op:  # wsparse/native: transposes for the weight gradients (backward), AbsTopK's threshold
         return "weight-gradient transposes (C++ kernel)" if "transpose(" in op else "AbsTopK threshold (C++ kernel)"
     if "argmax" in op or ("jvp" not in op and "reduce_max" in op):
@@ -62,7 +69,6 @@ def category(shape: str, op: str, m) -> str:
         return "cross-entropy, logits layout"
     if "erf" in op:
         return "GELU (erfc)"
-    last = op.split("/")[-1]
     if "transpose" in last or "reshape" in last or "copy" in last:
         return "layout: transposes, copies"
     if "jvp" not in op:
@@ -176,6 +182,7 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--steps", type=int, default=2)
     ap.add_argument("--topk-impl", default="auto", help="model.topk_impl and, bisect/auto only, sparsity.topk_impl")
+    ap.add_argument("--dtype", default=None, choices=("float32", "bfloat16"), help="override model.dtype")
     args = ap.parse_args()
     if args.mask_loop:
         return mask_loop(args.mask_loop, args.task, args.prune_config, args.steps)
@@ -187,6 +194,8 @@ def main() -> None:
         cfg = rep(cfg, sparsity=rep(cfg.sparsity, topk_impl=args.topk_impl))
     if args.dense:
         cfg = rep(cfg, model=rep(cfg.model, afrac=1.0), sparsity=rep(cfg.sparsity, enabled=False))
+    if args.dtype:
+        cfg = rep(cfg, model=rep(cfg.model, dtype=args.dtype))
     m = cfg.model
     step, state = build(cfg, cfg.train.steps - 10)
     batch = jax.random.randint(jax.random.key(1), (args.batch, m.n_ctx + 1), 0, m.vocab_size, jnp.int32)
@@ -208,19 +217,39 @@ def main() -> None:
                 op = hit.group(4) + ("/dot_general" if hit.group(3) == "dot" else "")
                 info.setdefault(hit.group(1), (hit.group(2), op))
     trace = glob.glob(f"{trace_dir}/**/*.trace.json.gz", recursive=True)[0]
-    events = [e for e in json.load(gzip.open(trace))["traceEvents"] if e.get("ph") == "X"]
-    total = collections.Counter()
+    events = json.load(gzip.open(trace))["traceEvents"]
+    # On a GPU only the device's own timeline counts (the host's launch events carry the same op names), and a
+    # kernel names its HLO op in its args where its own name is the library's (cuBLAS, cuDNN).
+    gpu = {e["pid"] for e in events if e.get("ph") == "M" and e.get("name") == "process_name"
+           and "GPU" in str(e.get("args", {}).get("name", ""))}
+    info |= {name.replace(".", "_"): v for name, v in info.items()}  # a GPU kernel is its fusion's name, "." -> "_"
+    total, unmatched, sample = collections.Counter(), collections.Counter(), []
     for e in events:
-        if e["name"] in info:
-            total[category(*info[e["name"]], m)] += e["dur"] / args.steps / 1e3
+        if e.get("ph") != "X" or (gpu and e.get("pid") not in gpu):
+            continue
+        args_ = e.get("args", {})
+        name = next((n for n in (e["name"], args_.get("hlo_op"), args_.get("long_name", "").split(" ")[0].lstrip("%"))
+                     if n in info), None)
+        if not name and gpu and len(sample) < 3:
+            sample.append(e)
+        if name:
+            total[category(*info[name], m)] += e["dur"] / args.steps / 1e3
+        elif gpu:
+            unmatched[e["name"][:60]] += e["dur"] / args.steps / 1e3
+    if unmatched:
+        total["(device kernels not matched to an HLO op)"] = sum(unmatched.values())
     s = sum(total.values())
     kind = "dense" if args.dense else "sparse"
     print(f"{kind} step, B={args.batch} T={m.n_ctx} D={m.d_model} L={m.n_layer} V={m.vocab_size}, "
           f"topk_impl={m.topk_impl}; sum of XLA op times per step (ms):\n")
     print("| category | ms | share |\n|---|---|---|")
     for c, t in total.most_common():
-        print(f"| {c} | {t:.0f} | {t / s:.0%} |")
-    print(f"| total | {s:.0f} | |")
+        print(f"| {c} | {t:.1f} | {t / s:.0%} |")
+    print(f"| total | {s:.1f} | |")
+    if unmatched:
+        print("\nunmatched device kernels (ms per step): " + ", ".join(
+            f"{n} {t:.1f}" for n, t in unmatched.most_common(40)))
+        print("unmatched, as traced: " + json.dumps(sample)[:1500])
 
 
 if __name__ == "__main__":

@@ -89,7 +89,7 @@ def project_(w: torch.Tensor, k: int, min_alive: int, axis: int | None) -> None:
         idx = torch.topk(score, min_alive, dim=axis).indices
         score = score.scatter(axis, idx, float("inf"))
     keep = torch.topk(score.flatten(), k, sorted=False).indices
-    mask = torch.zeros(w.numel(), dtype=torch.bool)
+    mask = torch.zeros(w.numel(), dtype=torch.bool, device=w.device)
     mask[keep] = True
     w.mul_(mask.view_as(w))
 
@@ -97,9 +97,9 @@ def project_(w: torch.Tensor, k: int, min_alive: int, axis: int | None) -> None:
 class Trainer:
     """The wsparse train step in PyTorch: loss, backward, RMS-normalised Adam with decoupled decay, projection."""
 
-    def __init__(self, cfg: Config):
+    def __init__(self, cfg: Config, device: str = "cpu"):
         self.cfg = cfg
-        self.model = Model(cfg)
+        self.model = Model(cfg).to(device)
         self.params = dict(self.model.named_parameters())
         self.mu = {n: torch.zeros_like(p) for n, p in self.params.items()}
         self.nu = {n: torch.zeros_like(p) for n, p in self.params.items()}

@@ -2,7 +2,7 @@
 (``--torch``) a plain PyTorch version of the same step, all timed side by side in one process.
 
     .venv/bin/python benchmarks/train_step.py [--config=configs/demo.py[:arg]] [--batch=64] [--issue-shape] \\
-        [--torch] [--steps=3] [--rounds=5] [--peak-tflops=X]
+        [--plain] [--dtype=bfloat16] [--torch] [--steps=3] [--rounds=5] [--peak-tflops=X] [--before=NAME,...]
 
 Variants are timed in interleaved rounds (one step of each in turn) and the median is kept, so a busy shared machine
 biases all of them alike. Printed: tokens/s, achieved model GFLOP/s against a measured f32 matmul peak (or MFU against
@@ -10,7 +10,12 @@ biases all of them alike. Printed: tokens/s, achieved model GFLOP/s against a me
 without the projection, and with afrac = 1), the AbsTopK and projection implementations of ``model.topk_impl`` and
 ``sparsity.topk_impl`` side by side, and with ``--torch`` the comparison table of issue 13: sparse and dense tokens/s
 of benchmarks/torch_ref.py against ours. ``--issue-shape`` turns off the attention sink and the bigram table (the
-model the PyTorch version implements) and sets batch 64: B=64, T=64, D=128, 4 layers for configs/demo.py.
+model the PyTorch version implements) and sets batch 64: B=64, T=64, D=128, 4 layers for configs/demo.py;
+``--plain`` does the first alone, at any config.
+
+On a GPU the same script runs the PyTorch version on the GPU too (under ``torch.autocast`` for ``--dtype=bfloat16``),
+prints the device's peak memory, times the projection's implementations over the whole model, and leaves out the
+CPU-only kernels; ``benchmarks/accelerator.sh`` is the set of runs reported in docs/results/speed.md.
 """
 
 from __future__ import annotations
@@ -32,7 +37,7 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 
 from wsparse import config as C  # noqa: E402
-from wsparse import matmul, model, optim, sparsity, topk, train  # noqa: E402
+from wsparse import matmul, model, native, optim, sparsity, topk, train  # noqa: E402
 
 replace = dataclasses.replace
 
@@ -73,16 +78,39 @@ def matmul_peak_gflops(n: int = 2048, reps: int = 5) -> float:
 
 def abs_topk_alternatives(m: C.ModelConfig, batch: int, reps: int = 7) -> None:
     """AbsTopK alone at the model's activation shapes, each ``model.topk_impl`` (all exact and equal)."""
-    impls = ("bisect", "blocked", "native", "top_k")
-    print(f"\nAbsTopK alone, [{batch * m.n_ctx}, width], k = int(afrac * width), median of {reps} interleaved (ms):")
+    impls = ("bisect", "blocked", "top_k") + (("native",) if native.in_use() else ()) + (
+        ("pallas",) if jax.default_backend() == "gpu" else ())  # on CPU pallas runs in an interpreter
+    print(f"\nAbsTopK alone, [{batch * m.n_ctx}, width] {m.dtype}, k = int(afrac * width), median of {reps} "
+          "interleaved (ms):")
     print(f"{'width':>6s} " + " ".join(f"{i:>9s}" for i in impls))
     for width in sorted({m.d_model, m.d_attn, m.d_mlp}):
-        x = jax.random.normal(jax.random.key(2), (batch * m.n_ctx, width), jnp.float32)
+        x = jax.random.normal(jax.random.key(2), (batch * m.n_ctx, width), jnp.dtype(m.dtype))
         k = int(m.afrac * width)
         fns = {i: (lambda f=jax.jit(lambda x, i=i: model.abs_topk(x, k, i)): f(x).block_until_ready())
                for i in impls}
         med = interleaved(fns, reps)
         print(f"{width:6d} " + " ".join(f"{med[i] * 1e3:9.2f}" for i in impls))
+
+
+def projection_alternatives(cfg: C.Config, reps: int = 7) -> None:
+    """The weight projection alone over the whole model past the anneal, each ``sparsity.topk_impl`` (all keep the
+    same entries)."""
+    impls = ("bisect", "sort") + (("native",) if native.in_use() else ())
+    params = model.init_params(cfg.model, jax.random.key(0))
+    n = sum(w.size for w in jax.tree_util.tree_leaves(params))
+    fns = {}
+    for impl in impls:
+        sp = replace(cfg.sparsity, topk_impl=impl)
+        f = jax.jit(lambda p, sp=sp: sparsity.project(p, cfg.train.steps, cfg.train.steps, sp))
+        fns[impl] = lambda f=f: jax.block_until_ready(f(params))
+    med = interleaved(fns, reps)
+    print(f"\nweight projection alone, {n / 1e6:.1f}M weights, median of {reps} interleaved (ms): "
+          + ", ".join(f"{i} {med[i] * 1e3:.2f}" for i in impls))
+
+
+def peak_memory_gib() -> float | None:
+    stats = jax.devices()[0].memory_stats() or {}
+    return stats["peak_bytes_in_use"] / 2**30 if "peak_bytes_in_use" in stats else None
 
 
 def _timed(fn: Callable) -> float:
@@ -112,8 +140,8 @@ def autodiff_softmax():
 def _cpu_default_instead(choices: tuple[str, ...], impl: str):
     """Inside: ``auto`` resolves to ``impl`` on CPU for the implementation switch with these ``choices``."""
     resolve = topk.resolve
-    return mock.patch.object(topk, "resolve", lambda name, impls, cpu, other: resolve(
-        name, impls, impl if impls == choices else cpu, other))
+    return mock.patch.object(topk, "resolve", lambda name, impls, cpu, other, **kw: resolve(
+        name, impls, impl if impls == choices else cpu, other, **kw))
 
 
 def xla_bisection():
@@ -131,6 +159,12 @@ def autodiff_weight_grads():
     return mock.patch.object(matmul, "native_weight_grads", lambda: False)
 
 
+def xla_attention():
+    """Inside: attention in its XLA form everywhere (before ``model.attention_impl`` chose cuDNN's fused kernel on a
+    GPU)."""
+    return mock.patch.object(model, "attention_impl", lambda cfg: "xla")
+
+
 def full_bisection():
     """Inside: the blocked AbsTopK runs all 31 bisection passes in every block (before it stopped once every row of
     the block counted exactly k)."""
@@ -141,7 +175,8 @@ def full_bisection():
 
 
 BEFORE = {"autodiff-softmax": autodiff_softmax, "full-bisection": full_bisection, "blocked": xla_bisection,
-          "autodiff-weight-grads": autodiff_weight_grads, "bisect-projection": bisect_projection}
+          "autodiff-weight-grads": autodiff_weight_grads, "bisect-projection": bisect_projection,
+          "xla-attention": xla_attention}
 
 
 def jax_stepper(cfg: C.Config, batch, start: int, before: str | None = None) -> Callable:
@@ -163,19 +198,23 @@ def jax_stepper(cfg: C.Config, batch, start: int, before: str | None = None) -> 
 def torch_stepper(cfg: C.Config, batch, threads: int) -> Callable:
     """One PyTorch step per call at ``threads`` intra-op threads. Both 1 and all cores are timed: on a machine shared
     with other jobs, OpenMP's barrier-synchronised 2-thread regions can run 10x slower than one thread (measured here),
-    and the comparison uses PyTorch's faster setting."""
+    and the comparison uses PyTorch's faster setting. Where JAX runs on a GPU, PyTorch does too (``threads`` unused);
+    a bfloat16 model runs under ``torch.autocast``."""
     import numpy as np
     import torch
 
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     import torch_ref  # noqa: E402
 
-    trainer = torch_ref.Trainer(cfg)
-    tokens = torch.from_numpy(np.array(batch)).long()
+    device = "cuda" if jax.default_backend() == "gpu" else "cpu"
+    trainer = torch_ref.Trainer(cfg, device)
+    tokens = torch.from_numpy(np.array(batch)).long().to(device)
+    autocast = torch.autocast(device, torch.bfloat16, enabled=cfg.model.dtype == "bfloat16")
 
     def one() -> None:
         torch.set_num_threads(threads)
-        trainer.step(tokens)
+        with autocast:
+            trainer.step(tokens)
 
     return one
 
@@ -185,6 +224,8 @@ def main() -> None:
     ap.add_argument("--config", default="configs/demo.py")
     ap.add_argument("--batch", type=int, default=None, help="override train.batch_size")
     ap.add_argument("--issue-shape", action="store_true", help="no sink, no bigram table, batch 64 (issue 13)")
+    ap.add_argument("--plain", action="store_true", help="no sink, no bigram table (the model torch_ref implements)")
+    ap.add_argument("--dtype", default=None, choices=("float32", "bfloat16"), help="override model.dtype")
     ap.add_argument("--torch", action="store_true", help="also time benchmarks/torch_ref.py (needs torch)")
     ap.add_argument("--steps", type=int, default=1, help="timed steps per variant per round")
     ap.add_argument("--rounds", type=int, default=5)
@@ -196,9 +237,12 @@ def main() -> None:
     args = ap.parse_args()
 
     sparse = load_config(args.config)
+    if args.issue_shape or args.plain:
+        sparse = replace(sparse, model=replace(sparse.model, attn_sink=False, bigram_table=False))
     if args.issue_shape:
-        sparse = replace(sparse, model=replace(sparse.model, attn_sink=False, bigram_table=False),
-                         train=replace(sparse.train, batch_size=64))
+        sparse = replace(sparse, train=replace(sparse.train, batch_size=64))
+    if args.dtype:
+        sparse = replace(sparse, model=replace(sparse.model, dtype=args.dtype))
     if args.batch:
         sparse = replace(sparse, train=replace(sparse.train, batch_size=args.batch))
     assert sparse.sparsity.enabled and sparse.model.afrac < 1.0, "the config must describe the sparse model"
@@ -216,6 +260,7 @@ def main() -> None:
         }
     m = sparse.model
     B = sparse.train.batch_size
+    platform = jax.devices()[0].platform
     batch = jax.random.randint(jax.random.key(1), (B, m.n_ctx + 1), 0, m.vocab_size, jnp.int32)
     start = sparse.train.steps - args.steps * (args.rounds + 1) - 4  # past the anneal: densities at their targets
 
@@ -230,7 +275,7 @@ def main() -> None:
                 continue  # the dense step has no AbsTopK and no projection
             print(f"{name + ', ' + before:28s} ", end="", flush=True)
             fns[f"{name}, {before}"] = jax_stepper(cfg, batch, start, before)
-    torch_threads = sorted({1, os.cpu_count() or 1})
+    torch_threads = sorted({1, os.cpu_count() or 1}) if platform == "cpu" else [1]
     if args.torch:
         for kind, cfg in (("sparse", sparse), ("dense", dense)):
             for th in torch_threads:
@@ -239,7 +284,6 @@ def main() -> None:
 
     flops = model_flops_per_step(m, B)
     tokens = B * m.n_ctx
-    platform = jax.devices()[0].platform
     print(f"\nconfig {args.config}: B={B} T={m.n_ctx} D={m.d_model} L={m.n_layer} d_mlp={m.d_mlp} "
           f"H={m.n_head}x{m.d_head} V={m.vocab_size} sink={m.attn_sink} bigram={m.bigram_table} dtype={m.dtype}; "
           f"{jax.device_count()} {platform} device(s), {os.cpu_count()} cores; median of {args.rounds} interleaved "
@@ -249,7 +293,10 @@ def main() -> None:
     else:
         peak, unit = matmul_peak_gflops(), "of peak"
         print(f"matmul peak (2048^3 f32, measured): {peak:.1f} GFLOP/s")
-    print(f"model FLOPs/step {flops / 1e9:.2f} GFLOP\n")
+    print(f"model FLOPs/step {flops / 1e9:.2f} GFLOP")
+    if (gib := peak_memory_gib()) is not None:
+        print(f"device peak memory (all variants in this process): {gib:.1f} GiB")
+    print()
     print(f"{'variant':30s} {'ms/step':>8s} {'tokens/s':>9s} {'GFLOP/s':>8s} {unit:>8s}")
     for name, s in med.items():
         print(f"{name:30s} {s * 1e3:8.1f} {tokens / s:9.0f} {flops / s / 1e9:8.1f} {flops / s / 1e9 / peak:8.1%}")
@@ -259,12 +306,14 @@ def main() -> None:
         print(f"AbsTopK share of the sparse step:           {(full - med['sparse, afrac=1']) / full:6.1%}")
     print(f"sparse / dense tokens/s:                    {med['dense'] / full:6.2f}x")
     if args.torch:
-        print("\n| step | PyTorch (benchmarks/torch_ref.py, faster thread setting) | wsparse | ratio |\n|---|---|---|---|")
+        where = "faster thread setting" if platform == "cpu" else platform
+        print(f"\n| step | PyTorch (benchmarks/torch_ref.py, {where}) | wsparse | ratio |\n|---|---|---|---|")
         for kind in ("sparse", "dense"):
             t, w = max(tokens / med[f"torch {kind}, {th} thread(s)"] for th in torch_threads), tokens / med[kind]
             print(f"| {kind} | {t / 1e3:.1f}k tokens/s | {w / 1e3:.1f}k tokens/s | {w / t:.2f}x |")
     if not args.no_variants:
         abs_topk_alternatives(m, B)
+        projection_alternatives(sparse)
 
 
 if __name__ == "__main__":

@@ -157,7 +157,7 @@ def test_abs_topk_matches_reference(width, k):
     assert np.all(np.sum(y != 0, -1) == k)
 
 
-@pytest.mark.parametrize("impl", ["bisect", "blocked", "top_k", "native"])
+@pytest.mark.parametrize("impl", ["bisect", "blocked", "top_k", "native", "pallas"])
 @pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16])
 def test_abs_topk_implementations_agree(impl, dtype, monkeypatch):
     """Every implementation gives the same output and gradient, ties and zero rows included; a tiny block size makes
@@ -177,12 +177,13 @@ def test_abs_topk_implementations_agree(impl, dtype, monkeypatch):
         np.testing.assert_array_equal(np.asarray(g, np.float32), 2.0 * keep)
 
 
-@pytest.mark.parametrize("impl", ["blocked", "native"])
+@pytest.mark.parametrize("impl", ["blocked", "native", "pallas"])
 @pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16])
 def test_row_threshold_is_the_kth_largest(impl, dtype, monkeypatch):
     """``blocked`` stops bisecting once every row of a block counts exactly k entries and then reads the k-th largest
-    off the kept ones, and ``native`` bisects each row on its own: both return the k-th largest entry itself, ties,
-    zero rows, a row with fewer than k nonzeros and a NaN entry included, and keep what ``bisect`` keeps."""
+    off the kept ones, ``native`` bisects each row on its own, and ``pallas`` a block of rows in registers (here in
+    Pallas' interpreter; on a GPU through Triton): each returns the k-th largest entry itself, ties, zero rows, a row
+    with fewer than k nonzeros and a NaN entry included, and keeps what ``bisect`` keeps."""
     from wsparse import topk
     monkeypatch.setattr(topk, "BLOCK_ELEMS", 4 * 24)
     a = jnp.abs(jax.random.normal(jax.random.key(4), (9, 4, 24)))
@@ -274,6 +275,44 @@ def test_attention_probs_backward_matches_autodiff_of_the_plain_softmax(with_sin
     for a, b in zip(ours, theirs):
         assert float(jnp.abs(b).max()) > 1e-3  # a gradient that is there
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_attention_impl_auto_and_the_fused_path(monkeypatch):
+    """``auto`` picks cuDNN's kernel only on a GPU for a bfloat16 model without the sink, and config validation
+    refuses ``cudnn`` elsewhere. The fused path's call (layout [B, T, H, d], causal mask, 1/sqrt(d) scale) is checked
+    here on CPU by running jax.nn.dot_product_attention's own XLA implementation in cuDNN's place: the whole model's
+    logits and gradients match the XLA form's. (benchmarks/attention.py compares the real kernel on a GPU.)"""
+    bf16 = tiny_model(dtype="bfloat16")
+    monkeypatch.setattr(jax, "default_backend", lambda: "cpu")
+    assert M.attention_impl(bf16) == "xla"
+    monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
+    assert M.attention_impl(bf16) == "cudnn"
+    assert M.attention_impl(tiny_model()) == "xla"  # float32
+    assert M.attention_impl(tiny_model(dtype="bfloat16", attn_sink=True)) == "xla"
+    assert M.attention_impl(dataclasses.replace(bf16, attention_impl="xla")) == "xla"
+    monkeypatch.undo()
+    for bad in (dict(), dict(dtype="bfloat16", attn_sink=True)):
+        with pytest.raises(C.ConfigError, match="model.attention_impl"):
+            tiny_model(attention_impl="cudnn", **bad).validate()
+
+    real = jax.nn.dot_product_attention
+    calls = []
+
+    def stand_in(q, k, v, **kw):
+        assert kw.pop("implementation") == "cudnn"
+        calls.append(q.shape)
+        return real(q, k, v, implementation="xla", **kw)
+
+    monkeypatch.setattr(jax.nn, "dot_product_attention", stand_in)
+    cfg = tiny_model(afrac=1.0)
+    params, toks = init(cfg, jax.random.key(0)), tokens(cfg)
+    loss = lambda p, c: jnp.mean(jax.nn.log_softmax(M.forward(p, toks, c))[..., 0])
+    (l_xla, g_xla), (l_fused, g_fused) = (jax.value_and_grad(loss)(params, dataclasses.replace(cfg, attention_impl=i))
+                                          for i in ("xla", "cudnn"))
+    assert calls == [(2, cfg.n_ctx, cfg.n_head, cfg.d_head)] * cfg.n_layer
+    np.testing.assert_allclose(l_fused, l_xla, rtol=1e-5)
+    for a, b in zip(jax.tree_util.tree_leaves(g_fused), jax.tree_util.tree_leaves(g_xla)):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
 
 
 def test_bigram_adds_the_token_row():

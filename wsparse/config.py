@@ -47,9 +47,14 @@ class ModelConfig:
     rms_eps: float = FLOAT32_EPS
     init_std: float = 0.02
     dtype: str = "float32"  # compute dtype of activations; params stay float32
-    # AbsTopK's exact k-th-largest search (wsparse/topk.py): auto (per backend), bisect, blocked, top_k or native
-    # (wsparse's C++ kernel, CPU only). All give the same result; only the speed differs.
+    # AbsTopK's exact k-th-largest search (wsparse/topk.py): auto (per backend), bisect, blocked, top_k, native
+    # (wsparse's C++ kernel, CPU only) or pallas (a Pallas kernel, for GPUs). All give the same result; only the speed
+    # differs.
     topk_impl: str = "auto"
+    # Attention: auto (per backend), xla (scores [B, H, T, T] in memory and wsparse's own softmax backward; every
+    # backend, with or without the sink) or cudnn (jax.nn.dot_product_attention's fused kernel: GPU, bfloat16, no
+    # sink). auto is cudnn where it applies, else xla; the two agree up to float rounding.
+    attention_impl: str = "auto"
 
     def validate(self) -> None:
         _check(self.n_layer >= 1, "model.n_layer", "must be >= 1")
@@ -60,8 +65,11 @@ class ModelConfig:
         _check(not bad, "model.afrac_locations", f"unknown {sorted(bad)}; known: {ACT_SPARSITY_LOCATIONS}")
         _check(self.vocab_size >= 2, "model.vocab_size", "must be >= 2")
         _check(self.dtype in ("float32", "bfloat16"), "model.dtype", "must be float32 or bfloat16")
-        _check(self.topk_impl in ("auto", "bisect", "blocked", "top_k", "native"), "model.topk_impl",
-               "must be auto, bisect, blocked, top_k or native")
+        _check(self.topk_impl in ("auto", "bisect", "blocked", "top_k", "native", "pallas"), "model.topk_impl",
+               "must be auto, bisect, blocked, top_k, native or pallas")
+        _check(self.attention_impl in ("auto", "xla", "cudnn"), "model.attention_impl", "must be auto, xla or cudnn")
+        _check(self.attention_impl != "cudnn" or (self.dtype == "bfloat16" and not self.attn_sink),
+               "model.attention_impl", "cudnn needs model.dtype = bfloat16 and no attention sink")
 
     @property
     def d_attn(self) -> int:

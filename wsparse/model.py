@@ -176,7 +176,24 @@ def attention_probs(q_BTHd: jax.Array, k_BTHd: jax.Array, sink_H: jax.Array | No
     return _softmax(s_BHTS, sink_H)
 
 
-def _attention(q_BTHd: jax.Array, k_BTHd: jax.Array, v_BTHd: jax.Array, sink_H: jax.Array | None) -> jax.Array:
+def attention_impl(cfg: ModelConfig) -> str:
+    """``cfg.attention_impl`` with ``auto`` resolved: the fused cuDNN kernel on a GPU for a bfloat16 model without
+    the sink (the [B, H, T, T] scores of the XLA form took 43 GiB at the paper's 1x shape, batch 512, on an H100),
+    else the XLA form."""
+    if cfg.attention_impl != "auto":
+        return cfg.attention_impl
+    fused = jax.default_backend() == "gpu" and cfg.dtype == "bfloat16" and not cfg.attn_sink
+    return "cudnn" if fused else "xla"
+
+
+def _attention(q_BTHd: jax.Array, k_BTHd: jax.Array, v_BTHd: jax.Array, sink_H: jax.Array | None,
+               impl: str = "xla") -> jax.Array:
+    """Causal attention ``[B, T, H, d]``: the XLA form through :func:`attention_probs`, or ``cudnn``, the fused
+    kernel of ``jax.nn.dot_product_attention`` (no scores in memory; bfloat16 or float16 inputs, no sink)."""
+    if impl == "cudnn":
+        if sink_H is not None:
+            raise ValueError("cudnn attention has no sink; use model.attention_impl = xla")
+        return jax.nn.dot_product_attention(q_BTHd, k_BTHd, v_BTHd, is_causal=True, implementation="cudnn")
     p_BHTS = attention_probs(q_BTHd, k_BTHd, sink_H).astype(v_BTHd.dtype)
     return jnp.einsum("bhts,bshd->bthd", p_BHTS, v_BTHd)
 
@@ -192,7 +209,7 @@ def _attn_block(p: Params, x_BTD: jax.Array, i: int, cfg: ModelConfig, node: Nod
     k = node(f"{i}.attn.k", _sparsify(k, "attn_k", cfg))
     v = node(f"{i}.attn.v", _sparsify(v, "attn_v", cfg))
     sink = p["attn"]["sink"] if cfg.attn_sink else None
-    y_BTHd = _attention(*(z.reshape(B, T, H, dh) for z in (q, k, v)), sink)
+    y_BTHd = _attention(*(z.reshape(B, T, H, dh) for z in (q, k, v)), sink, attention_impl(cfg))
     out = _linear(p["attn"]["c_proj"], y_BTHd.reshape(B, T, A))
     return node(f"{i}.attn.resid_delta", _sparsify(out, "attn_out", cfg))
 

@@ -2,13 +2,17 @@
 
 One ``Mesh`` with a ``data`` axis: the batch is sharded along it, parameters and optimizer state are replicated.
 The same code runs on one CPU, one GPU, N fake CPU devices (``--xla_force_host_platform_device_count``) or a
-multi-host pod, where each process feeds its own slice of the global batch.
+multi-host pod, where each process feeds its own slice of the global batch. :func:`rowwise` gives wsparse's own
+kernels (C++ on CPU, Pallas on GPU) the sharding and vmap rules that XLA cannot infer for a custom call.
 """
 
 from __future__ import annotations
 
+from typing import Callable
+
 import jax
 import numpy as np
+from jax.experimental.custom_partitioning import custom_partitioning
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from wsparse.config import DistributedConfig
@@ -68,3 +72,42 @@ def replicate(tree, mesh: Mesh):
     """Places a host pytree on every device of the mesh (identical on every process)."""
     sharding = replicated(mesh)
     return jax.tree.map(lambda x: jax.device_put(x, sharding), tree)
+
+
+def with_vmap(call: Callable[[jax.Array], jax.Array]) -> Callable[[jax.Array], jax.Array]:
+    """``call`` (one array in, one out, leading axes independent) with a vmap rule, which custom_partitioning lacks:
+    a batch axis is one more leading axis."""
+
+    @jax.custom_batching.custom_vmap
+    def batched(a):
+        return call(a)
+
+    @batched.def_vmap
+    def _(axis_size, in_batched, a):
+        return batched(a), True
+
+    return batched
+
+
+def _rows_sharding(mesh, sharding, ndim: int) -> NamedSharding:
+    """The operand's sharding over rows (its leading axes), with the last axis whole on every device."""
+    spec = tuple(sharding.spec) + (None,) * (ndim - len(sharding.spec))
+    return NamedSharding(mesh, P(*spec[:-1], None))
+
+
+def rowwise(call: Callable[[jax.Array], jax.Array]) -> Callable[[jax.Array], jax.Array]:
+    """``call`` (``[..., w] -> [..., 1]``, each row on its own, e.g. a kernel as a custom call) under a sharded jit
+    runs on each device's own rows (without the rule XLA would gather the whole operand onto every device first),
+    and under vmap on the batch axis as one more leading axis."""
+
+    def partition(mesh, arg_shapes, result_shape):
+        sharding = _rows_sharding(mesh, arg_shapes[0].sharding, len(arg_shapes[0].shape))
+        return mesh, call, sharding, (sharding,)
+
+    def infer(mesh, arg_shapes, result_shape):
+        return _rows_sharding(mesh, arg_shapes[0].sharding, len(arg_shapes[0].shape))
+
+    sharded = custom_partitioning(call)
+    sharded.def_partition(partition, infer_sharding_from_operands=infer, sharding_rule="... w -> ... o",
+                          need_replication_factors=("w",))
+    return with_vmap(sharded)

@@ -36,7 +36,8 @@ class RunNotFound(FileNotFoundError):
 RESUMABLE_KEYS = frozenset({"train.log_every", "train.eval_every", "train.eval_batches", "train.checkpoint_every",
                             "train.keep_checkpoints", "train.mesh_data", "distributed", "prune", "name",
                             "data.cache_dir",
-                            "model.topk_impl", "sparsity.topk_impl"})  # the top-k implementations give equal results
+                            # the top-k implementations give equal results, the attention ones equal up to rounding
+                            "model.topk_impl", "sparsity.topk_impl", "model.attention_impl"})
 
 
 def _flatten(d: dict, prefix: str = "") -> dict:

@@ -17,9 +17,11 @@ Implementations of the per-row AbsTopK threshold (``ModelConfig.topk_impl``), al
 - ``native``: wsparse's own C++ kernel (wsparse/native), called through ``jax.ffi``: each row bisected on its own in
   L1 from a lower bound, stopping at its own k-th entry. CPU only; 2-3x faster than ``blocked`` at the demo model's
   shapes (docs/results/speed.md).
+- ``pallas``: the bisection of each block of rows in registers, as a Pallas kernel (wsparse/topk_pallas.py): one
+  read of the activation. For GPUs (on CPU it runs in Pallas' interpreter, for tests).
 
-``auto`` picks per ``jax.default_backend()``: ``native`` on CPU where the kernel builds, else ``blocked`` (both
-measured), and ``top_k`` elsewhere (not measured here: no accelerator was available; see docs/results/speed.md).
+``auto`` picks per ``jax.default_backend()``: ``native`` on CPU where the kernel builds, else ``blocked``, and
+``pallas`` on a GPU (each measured; docs/results/speed.md), ``top_k`` on other accelerators (not measured).
 The projection's switch (``SparsityConfig.topk_impl``) is in wsparse/sparsity.py.
 """
 
@@ -30,9 +32,9 @@ from typing import Callable
 import jax
 import jax.numpy as jnp
 
-from wsparse import native
+from wsparse import native, topk_pallas
 
-ROW_IMPLS = ("auto", "bisect", "blocked", "top_k", "native")
+ROW_IMPLS = ("auto", "bisect", "blocked", "top_k", "native", "pallas")
 BLOCK_ELEMS = 32768  # 128 KiB of float32 per block: fits L2 with room to spare (measured best of 8k..64k on CPU)
 
 
@@ -61,13 +63,18 @@ def count(mask: jax.Array, axis: int | None = None, keepdims: bool = False) -> j
     return jnp.sum(mask, axis=axis, keepdims=keepdims, dtype=jnp.int32)
 
 
-def resolve(impl: str, choices: tuple[str, ...], cpu_default: str, other_default: str) -> str:
-    """``auto`` -> the measured CPU default on CPU, the accelerator default elsewhere; other names pass through."""
+def resolve(impl: str, choices: tuple[str, ...], cpu_default: str, other_default: str,
+            gpu_default: str | None = None) -> str:
+    """``auto`` -> the measured CPU default on CPU, the GPU default (where given) on a GPU, the accelerator default
+    elsewhere; other names pass through."""
     if impl not in choices:
         raise ValueError(f"top-k implementation must be one of {choices}, got {impl!r}")
     if impl != "auto":
         return impl
-    return cpu_default if jax.default_backend() == "cpu" else other_default
+    backend = jax.default_backend()
+    if backend == "cpu":
+        return cpu_default
+    return gpu_default if backend == "gpu" and gpu_default else other_default
 
 
 def _bisect_rows(a: jax.Array, k: int) -> jax.Array:
@@ -132,10 +139,12 @@ def abs_row_threshold(x: jax.Array, k: int, impl: str = "auto") -> jax.Array:
     """``row_threshold(|x|, k, impl)``. The ``native`` kernel reads magnitudes itself (it clears the sign bit), so
     for it ``|x|`` is never written out."""
     cpu_default = "native" if native.in_use() else "blocked"
-    impl = resolve(impl, ROW_IMPLS, cpu_default, "top_k")
+    impl = resolve(impl, ROW_IMPLS, cpu_default, "top_k", gpu_default="pallas")
     x = jax.lax.stop_gradient(x)
     if impl == "native":
         return native.row_threshold(x, k)
+    if impl == "pallas":
+        return topk_pallas.abs_row_threshold(x, k)
     a = jnp.abs(x)
     if impl == "top_k":
         return jax.lax.top_k(a, k)[0][..., k - 1:k]

@@ -29,6 +29,8 @@ import numpy as np
 from jax.experimental.custom_partitioning import custom_partitioning
 from jax.sharding import NamedSharding, PartitionSpec
 
+from wsparse import parallel
+
 SOURCES = tuple(os.path.join(os.path.dirname(os.path.abspath(__file__)), name)
                 for name in ("row_threshold.cc", "transpose.cc", "top_k_cut.cc"))
 SYMBOLS = {"row_threshold": "WsparseRowThreshold", "transpose": "WsparseTranspose",  # kernel -> exported handler
@@ -127,53 +129,16 @@ def _require() -> None:
         raise RuntimeError("wsparse's CPU kernels are unavailable (see wsparse.native)")
 
 
-def _with_vmap(call):
-    """``call`` (one array in, one out, leading axes independent) with a vmap rule, which custom_partitioning lacks:
-    a batch axis is one more leading axis."""
-
-    @jax.custom_batching.custom_vmap
-    def batched(a):
-        return call(a)
-
-    @batched.def_vmap
-    def _(axis_size, in_batched, a):
-        return batched(a), True
-
-    return batched
-
-
 def _call(a: jax.Array, k: int) -> jax.Array:
     out = jax.ShapeDtypeStruct(a.shape[:-1] + (1,), jnp.float32)
     call = jax.ffi.ffi_call(_targets["row_threshold"], out, vmap_method="broadcast_all")
     return call(a, k=np.int64(k), part_entries=np.int64(PART_ENTRIES))
 
 
-def _rows_sharding(mesh, sharding, ndim: int) -> NamedSharding:
-    """The operand's sharding over rows (its leading axes), with the last axis whole on every device."""
-    spec = tuple(sharding.spec) + (None,) * (ndim - len(sharding.spec))
-    return NamedSharding(mesh, PartitionSpec(*spec[:-1], None))
-
-
-def _partition(k, mesh, arg_shapes, result_shape):
-    sharding = _rows_sharding(mesh, arg_shapes[0].sharding, len(arg_shapes[0].shape))
-    return mesh, functools.partial(_call, k=k), sharding, (sharding,)
-
-
-def _infer(k, mesh, arg_shapes, result_shape):
-    return _rows_sharding(mesh, arg_shapes[0].sharding, len(arg_shapes[0].shape))
-
-
-# Rows are independent: under a sharded jit each device runs the kernel on its own rows (without this rule XLA would
-# gather the whole activation onto every device first).
-_sharded_call = custom_partitioning(_call, static_argnums=(1,))
-_sharded_call.def_partition(_partition, infer_sharding_from_operands=_infer, sharding_rule="... w -> ... o",
-                            need_replication_factors=("w",))
-
-
 @functools.cache
 def _batched_call(k: int):
-    """``_sharded_call`` for one k, with a vmap rule."""
-    return _with_vmap(lambda a: _sharded_call(a, k))
+    """The kernel for one k, row-sharded under a sharded jit and with a vmap rule."""
+    return parallel.rowwise(lambda a: _call(a, k))
 
 
 def row_threshold(a: jax.Array, k: int) -> jax.Array:
@@ -207,7 +172,7 @@ def _transpose_infer(mesh, arg_shapes, result_shape):
 _sharded_transpose = custom_partitioning(_transpose_call)
 _sharded_transpose.def_partition(_transpose_partition, infer_sharding_from_operands=_transpose_infer,
                                  sharding_rule="... i j -> ... j i")
-_batched_transpose = _with_vmap(_sharded_transpose)
+_batched_transpose = parallel.with_vmap(_sharded_transpose)
 
 
 def transpose(a: jax.Array) -> jax.Array:
