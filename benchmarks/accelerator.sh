@@ -7,6 +7,7 @@
 #   1x-before  1x at batch 128 with attention in its XLA form against cuDNN's fused kernel
 #   attention  attention alone, cuDNN against XLA, time and error (benchmarks/attention.py)
 #   profile    where the 4x steps spend their time (benchmarks/profile_step.py)
+#   projection the projection's implementations alone at 1x and 4x
 #   tests      the model, sparsity and Pallas-kernel tests on the GPU backend (the C++ kernels' cases left out)
 #
 #   benchmarks/accelerator.sh [part ...]      (default: issue 1x)
@@ -47,6 +48,9 @@ for part in "${@:-issue 1x}"; do
              done ;;
     4x-256) bench paper4x_256 120 --config=configs/paper.py:4x --plain --dtype=bfloat16 --batch=256 --no-variants \
               --rounds=5 ;;
+    projection) "$py" -c "import sys; sys.path.insert(0, '.'); from benchmarks.train_step import load_config, \
+projection_alternatives as p; [p(load_config(f'configs/paper.py:{e}')) for e in ('1x', '4x')]" 2>&1 | grep "^weight" \
+                  | tee "$out/projection.log" ;;
     tests) JAX_PLATFORMS=cuda timeout 100 "$py" -m pytest -q -p no:cacheprovider -k "not native" \
              tests/test_sparsity.py tests/test_model.py tests/test_topk_pallas.py 2>&1 | tee "$out/tests.log" \
              | tail -15 ;;

@@ -137,21 +137,21 @@ def autodiff_softmax():
     return mock.patch.object(model, "_softmax", lambda s, sink: model._softmax_parts(s, sink)[0])
 
 
-def _cpu_default_instead(choices: tuple[str, ...], impl: str):
-    """Inside: ``auto`` resolves to ``impl`` on CPU for the implementation switch with these ``choices``."""
+def _auto_instead(choices: tuple[str, ...], impl: str):
+    """Inside: ``auto`` resolves to ``impl`` for the implementation switch with these ``choices``."""
     resolve = topk.resolve
-    return mock.patch.object(topk, "resolve", lambda name, impls, cpu, other, **kw: resolve(
-        name, impls, impl if impls == choices else cpu, other, **kw))
+    return mock.patch.object(topk, "resolve", lambda name, impls, *a, **kw: (
+        impl if name == "auto" and impls == choices else resolve(name, impls, *a, **kw)))
 
 
 def xla_bisection():
     """Inside: AbsTopK on CPU resolves to the XLA bisection ``blocked`` (before wsparse's C++ kernel, ``native``)."""
-    return _cpu_default_instead(topk.ROW_IMPLS, "blocked")
+    return _auto_instead(topk.ROW_IMPLS, "blocked")
 
 
 def bisect_projection():
     """Inside: the weight projection on CPU resolves to the XLA bisection (before its C++ radix select)."""
-    return _cpu_default_instead(sparsity.PROJECT_IMPLS, "bisect")
+    return _auto_instead(sparsity.PROJECT_IMPLS, "bisect")
 
 
 def autodiff_weight_grads():
