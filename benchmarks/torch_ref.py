@@ -130,4 +130,4 @@ class Trainer:
                     d = {"interior": s.interior_density, "embed": s.embed_density, "bias": s.bias_density}[fam]
                     k = max(1, min(p.numel(), round(d * p.numel())))
                     project_(p, k, s.min_alive_per_neuron if fam == "interior" else 0, axis)
-        return float(loss)
+        return float(loss.detach())
