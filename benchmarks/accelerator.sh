@@ -3,7 +3,8 @@
 #   issue      the issue-13 shape (float32), against the same model in PyTorch on the same GPU
 #   1x, 4x     the paper's 1x at its full batch (512) and 4x at batch 128, bfloat16, with the variants (the shares of
 #              the projection and AbsTopK, their implementations side by side) and PyTorch; 1x-steps: 1x without
-#              the variants; 4x-256, 4x-full: 4x at batch 256 and 512, the two steps alone
+#              the variants; 4x-256, 4x-full: 4x at batch 256 and 512, the two steps alone (MICROBATCHES=4: the
+#              batch of 512 in four slices, train.microbatches)
 #   1x-before  1x at batch 128 with attention in its XLA form against cuDNN's fused kernel
 #   attention  attention alone, cuDNN against XLA, time and error (benchmarks/attention.py)
 #   profile    where the 4x steps spend their time (benchmarks/profile_step.py)
@@ -41,7 +42,7 @@ for part in "${@:-issue 1x}"; do
                  --no-variants --before=xla-attention --rounds=7 ;;
     4x) bench paper4x 280 --config=configs/paper.py:4x --plain --dtype=bfloat16 --batch=128 --torch --rounds=5 ;;
     4x-full) XLA_PYTHON_CLIENT_MEM_FRACTION=.92 bench paper4x_full 120 --config=configs/paper.py:4x --plain \
-               --dtype=bfloat16 --no-variants --rounds=3 ;;
+               --dtype=bfloat16 --no-variants --rounds=3 ${MICROBATCHES:+--microbatches=$MICROBATCHES} ;;
     profile) for kind in --dense ""; do
                timeout 90 "$py" benchmarks/profile_step.py --config=configs/paper.py:4x --dtype=bfloat16 --batch=128 \
                  $kind 2>&1 | tee -a "$out/profile.log" | cut -c1-300 | grep -E "^(\||dense|sparse|unmatched)"

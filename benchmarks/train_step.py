@@ -2,7 +2,8 @@
 (``--torch``) a plain PyTorch version of the same step, all timed side by side in one process.
 
     .venv/bin/python benchmarks/train_step.py [--config=configs/demo.py[:arg]] [--batch=64] [--issue-shape] \\
-        [--plain] [--dtype=bfloat16] [--torch] [--steps=3] [--rounds=5] [--peak-tflops=X] [--before=NAME,...]
+        [--plain] [--dtype=bfloat16] [--microbatches=4] [--torch] [--steps=3] [--rounds=5] [--peak-tflops=X] \\
+        [--before=NAME,...]
 
 Variants are timed in interleaved rounds (one step of each in turn) and the median is kept, so a busy shared machine
 biases all of them alike. Printed: tokens/s, achieved model GFLOP/s against a measured f32 matmul peak (or MFU against
@@ -226,6 +227,7 @@ def main() -> None:
     ap.add_argument("--issue-shape", action="store_true", help="no sink, no bigram table, batch 64 (issue 13)")
     ap.add_argument("--plain", action="store_true", help="no sink, no bigram table (the model torch_ref implements)")
     ap.add_argument("--dtype", default=None, choices=("float32", "bfloat16"), help="override model.dtype")
+    ap.add_argument("--microbatches", type=int, default=None, help="override train.microbatches")
     ap.add_argument("--torch", action="store_true", help="also time benchmarks/torch_ref.py (needs torch)")
     ap.add_argument("--steps", type=int, default=1, help="timed steps per variant per round")
     ap.add_argument("--rounds", type=int, default=5)
@@ -245,6 +247,8 @@ def main() -> None:
         sparse = replace(sparse, model=replace(sparse.model, dtype=args.dtype))
     if args.batch:
         sparse = replace(sparse, train=replace(sparse.train, batch_size=args.batch))
+    if args.microbatches:
+        sparse = replace(sparse, train=replace(sparse.train, microbatches=args.microbatches))
     assert sparse.sparsity.enabled and sparse.model.afrac < 1.0, "the config must describe the sparse model"
     no_proj = replace(sparse.sparsity, enabled=False)
     dense = replace(sparse, model=replace(sparse.model, afrac=1.0), sparsity=no_proj)

@@ -163,10 +163,15 @@ class TrainConfig:
     checkpoint_every: int = 500
     keep_checkpoints: int = 3
     mesh_data: int = -1  # devices on the data axis; -1: all
+    # Gradients over this many equal slices of the batch, one after another: activation memory of one slice, the same
+    # step up to float rounding (gradient accumulation).
+    microbatches: int = 1
 
     def validate(self) -> None:
         _check(self.steps >= 1, "train.steps", "must be >= 1")
         _check(self.batch_size >= 1, "train.batch_size", "must be >= 1")
+        _check(self.microbatches >= 1 and self.batch_size % self.microbatches == 0, "train.microbatches",
+               f"must be >= 1 and divide train.batch_size={self.batch_size}")
         _check(self.log_every >= 1 and self.eval_every >= 1 and self.checkpoint_every >= 1,
                "train.*_every", "intervals must be >= 1")
 

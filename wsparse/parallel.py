@@ -55,12 +55,14 @@ def batch_sharded(mesh: Mesh) -> NamedSharding:
     return NamedSharding(mesh, P(DATA_AXIS))
 
 
-def check_batch_size(global_batch: int, mesh: Mesh) -> None:
+def check_batch_size(global_batch: int, mesh: Mesh, microbatches: int = 1) -> None:
     n = mesh.devices.size
     if global_batch % n or global_batch % jax.process_count():
         raise ValueError(
             f"train.batch_size={global_batch} must be divisible by the {n} device(s) on the data axis "
             f"and the {jax.process_count()} process(es)")
+    if (global_batch // n) % microbatches:
+        raise ValueError(f"train.microbatches={microbatches} must divide each device's {global_batch // n} rows")
 
 
 def global_batch(local_batch: np.ndarray, mesh: Mesh) -> jax.Array:

@@ -36,8 +36,9 @@ class RunNotFound(FileNotFoundError):
 RESUMABLE_KEYS = frozenset({"train.log_every", "train.eval_every", "train.eval_batches", "train.checkpoint_every",
                             "train.keep_checkpoints", "train.mesh_data", "distributed", "prune", "name",
                             "data.cache_dir",
-                            # the top-k implementations give equal results, the attention ones equal up to rounding
-                            "model.topk_impl", "sparsity.topk_impl", "model.attention_impl"})
+                            # the top-k implementations give equal results; the attention ones and microbatching
+                            # the same up to float rounding
+                            "model.topk_impl", "sparsity.topk_impl", "model.attention_impl", "train.microbatches"})
 
 
 def _flatten(d: dict, prefix: str = "") -> dict:

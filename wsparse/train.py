@@ -112,7 +112,7 @@ def train(cfg: Config, workdir: str, *, log: Callable[[str], None] = print, prog
 
     # -- Mesh, optimizer, jitted steps.
     mesh = parallel.make_mesh(cfg.train.mesh_data)
-    parallel.check_batch_size(cfg.train.batch_size, mesh)
+    parallel.check_batch_size(cfg.train.batch_size, mesh, cfg.train.microbatches)
     optimizer = optim.make_optimizer(cfg)
     repl, data_sharding = parallel.replicated(mesh), parallel.batch_sharded(mesh)
     state_sharding = jax.tree.map(lambda _: repl, abstract_state(cfg, optimizer))

@@ -1,7 +1,8 @@
 """The pure, jittable pieces of training: the train state, its init, the loss, and the weight-sparse step.
 
 The step is one function: next-token cross-entropy -> gradients -> optax update -> top-k projection of every
-sparse tensor. It returns the step's metrics as device arrays (the loop fetches them one step late), including the
+sparse tensor. With ``train.microbatches = m`` the gradients are the mean over m slices of the batch, computed one
+after another (activation memory of one slice, the same update up to float rounding). It returns the step's metrics as device arrays (the loop fetches them one step late), including the
 realised density of each sparsity family counted on the parameters the step just produced.
 """
 
@@ -43,6 +44,26 @@ def next_token_loss(params, batch_BT1: jax.Array, cfg: Config) -> jax.Array:
     return optax.softmax_cross_entropy_with_integer_labels(logits_BTV, targets_BT).mean()
 
 
+def loss_and_grads(params, batch_BT1: jax.Array, cfg: Config) -> tuple[jax.Array, Any]:
+    """The batch's mean loss and its gradients, over ``cfg.train.microbatches`` equal slices in a scan when more than
+    one. Slice j holds rows j, m + j, 2m + j, ...: a batch sharded over devices by contiguous rows keeps each slice
+    spread over every device."""
+    m = cfg.train.microbatches
+    grad_fn = jax.value_and_grad(next_token_loss)
+    if m == 1:
+        return grad_fn(params, batch_BT1, cfg)
+    B = batch_BT1.shape[0]
+    slices = batch_BT1.reshape(B // m, m, -1).swapaxes(0, 1)
+
+    def add(acc, batch_bT1):
+        loss, grads = grad_fn(params, batch_bT1, cfg)
+        return jax.tree.map(jnp.add, acc, (loss, grads)), None
+
+    zeros = (jnp.zeros((), jnp.float32), jax.tree.map(jnp.zeros_like, params))
+    total, _ = jax.lax.scan(add, zeros, slices)
+    return jax.tree.map(lambda x: x / m, total)
+
+
 def densities(params) -> dict[str, jax.Array]:
     """``density/<family>``: the fraction of nonzero entries of each sparsity family, as device scalars.
 
@@ -60,7 +81,7 @@ def make_train_step(cfg: Config, optimizer: optax.GradientTransformation) -> Cal
     """
 
     def step(state: TrainState, batch_BT1: jax.Array):
-        loss, grads = jax.value_and_grad(next_token_loss)(state.params, batch_BT1, cfg)
+        loss, grads = loss_and_grads(state.params, batch_BT1, cfg)
         updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
         new_step = state.step + 1
