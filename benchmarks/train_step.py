@@ -146,12 +146,12 @@ def _auto_instead(choices: tuple[str, ...], impl: str):
 
 
 def xla_bisection():
-    """Inside: AbsTopK on CPU resolves to the XLA bisection ``blocked`` (before wsparse's C++ kernel, ``native``)."""
+    """Inside: AbsTopK's ``auto`` resolves to the XLA bisection ``blocked`` (on CPU: before wsparse's C++ kernel)."""
     return _auto_instead(topk.ROW_IMPLS, "blocked")
 
 
 def bisect_projection():
-    """Inside: the weight projection on CPU resolves to the XLA bisection (before its C++ radix select)."""
+    """Inside: the weight projection's ``auto`` resolves to the XLA bisection (on CPU: before its C++ radix select)."""
     return _auto_instead(sparsity.PROJECT_IMPLS, "bisect")
 
 
