@@ -25,6 +25,7 @@ import argparse
 import contextlib
 import dataclasses
 import importlib.util
+import math
 import os
 import statistics
 import sys
@@ -166,6 +167,18 @@ def xla_attention():
     return mock.patch.object(model, "attention_impl", lambda cfg: "xla")
 
 
+def bthd_attention():
+    """Inside: attention's XLA form contracts the [B, T, H, d] operands as they are (before they were transposed
+    heads-first up front)."""
+    def attend(q, k, v, sink, impl="xla"):
+        T, dh = q.shape[1], q.shape[-1]
+        s = jnp.einsum("bthd,bshd->bhts", q, k, preferred_element_type=jnp.float32) / math.sqrt(dh)
+        s = jnp.where(jnp.tril(jnp.ones((T, T), bool)), s, jnp.finfo(jnp.float32).min)
+        p = model._softmax(s, None if sink is None else sink.astype(jnp.float32)).astype(v.dtype)
+        return jnp.einsum("bhts,bshd->bthd", p, v)
+    return mock.patch.object(model, "_attention", attend)
+
+
 def full_bisection():
     """Inside: the blocked AbsTopK runs all 31 bisection passes in every block (before it stopped once every row of
     the block counted exactly k)."""
@@ -177,7 +190,7 @@ def full_bisection():
 
 BEFORE = {"autodiff-softmax": autodiff_softmax, "full-bisection": full_bisection, "blocked": xla_bisection,
           "autodiff-weight-grads": autodiff_weight_grads, "bisect-projection": bisect_projection,
-          "xla-attention": xla_attention}
+          "xla-attention": xla_attention, "bthd-attention": bthd_attention}
 
 
 def jax_stepper(cfg: C.Config, batch, start: int, before: str | None = None) -> Callable:
