@@ -142,8 +142,8 @@ def autodiff_softmax():
 def _auto_instead(choices: tuple[str, ...], impl: str):
     """Inside: ``auto`` resolves to ``impl`` for the implementation switch with these ``choices``."""
     resolve = topk.resolve
-    return mock.patch.object(topk, "resolve", lambda name, impls, *a, **kw: (
-        impl if name == "auto" and impls == choices else resolve(name, impls, *a, **kw)))
+    return mock.patch.object(topk, "resolve", lambda name, impls, defaults: (
+        impl if name == "auto" and impls == choices else resolve(name, impls, defaults)))
 
 
 def xla_bisection():

@@ -1,5 +1,6 @@
 import dataclasses
 import math
+from unittest import mock
 
 import chex
 import jax
@@ -204,10 +205,14 @@ def test_topk_impl_auto_resolves_per_backend():
     a = jnp.ones((4, 8))
     jaxpr = str(jax.make_jaxpr(lambda a: topk.row_threshold(a, 2))(a))
     assert ("ffi_call" in jaxpr) == native.in_use()
-    assert topk.resolve("auto", topk.ROW_IMPLS, "blocked", "top_k") == (
-        "blocked" if jax.default_backend() == "cpu" else "top_k")
+    defaults = {"cpu": "blocked", "gpu": "pallas", "other": "top_k"}
+    assert topk.resolve("auto", topk.ROW_IMPLS, defaults) == defaults.get(jax.default_backend(), "top_k")
+    for backend, want in (("cpu", "blocked"), ("gpu", "pallas"), ("tpu", "top_k")):
+        with mock.patch.object(jax, "default_backend", lambda b=backend: b):
+            assert topk.resolve("auto", topk.ROW_IMPLS, defaults) == want
+            assert topk.resolve("bisect", topk.ROW_IMPLS, defaults) == "bisect"
     with pytest.raises(ValueError):
-        topk.resolve("radix", topk.ROW_IMPLS, "blocked", "top_k")
+        topk.resolve("radix", topk.ROW_IMPLS, defaults)
     with pytest.raises(C.ConfigError):
         C.from_configdict({"model": {"topk_impl": "radix"}})
 

@@ -91,10 +91,14 @@ def with_vmap(call: Callable[[jax.Array], jax.Array]) -> Callable[[jax.Array], j
     return batched
 
 
+def full_spec(sharding: NamedSharding, ndim: int) -> tuple:
+    """The sharding's partition spec with one entry per axis of an ``ndim``-axis operand."""
+    return tuple(sharding.spec) + (None,) * (ndim - len(sharding.spec))
+
+
 def _rows_sharding(mesh, sharding, ndim: int) -> NamedSharding:
     """The operand's sharding over rows (its leading axes), with the last axis whole on every device."""
-    spec = tuple(sharding.spec) + (None,) * (ndim - len(sharding.spec))
-    return NamedSharding(mesh, P(*spec[:-1], None))
+    return NamedSharding(mesh, P(*full_spec(sharding, ndim)[:-1], None))
 
 
 def rowwise(call: Callable[[jax.Array], jax.Array]) -> Callable[[jax.Array], jax.Array]:

@@ -123,8 +123,9 @@ def project_tensor(w: jax.Array, k: jax.Array, min_alive: int = 0, neuron_axis: 
     key = jax.lax.bitcast_convert_type(absw, jnp.uint32)  # sign bit clear: orders like |w|
     if min_alive > 0 and neuron_axis is not None:
         key = key | (_reserve(absw, min_alive, neuron_axis).astype(jnp.uint32) << 31)
-    cpu_default = "native" if native.in_use() else "bisect"
-    keep = _SELECT[topk.resolve(impl, PROJECT_IMPLS, cpu_default, "sort")](key.ravel(), k).reshape(w.shape)
+    cpu = "native" if native.in_use() else "bisect"
+    impl = topk.resolve(impl, PROJECT_IMPLS, {"cpu": cpu, "other": "sort"})
+    keep = _SELECT[impl](key.ravel(), k).reshape(w.shape)
     return jnp.where(keep, w, jnp.zeros_like(w))
 
 

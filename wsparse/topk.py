@@ -63,18 +63,14 @@ def count(mask: jax.Array, axis: int | None = None, keepdims: bool = False) -> j
     return jnp.sum(mask, axis=axis, keepdims=keepdims, dtype=jnp.int32)
 
 
-def resolve(impl: str, choices: tuple[str, ...], cpu_default: str, other_default: str,
-            gpu_default: str | None = None) -> str:
-    """``auto`` -> the measured CPU default on CPU, the GPU default (where given) on a GPU, the accelerator default
-    elsewhere; other names pass through."""
+def resolve(impl: str, choices: tuple[str, ...], defaults: dict[str, str]) -> str:
+    """``auto`` -> the measured default of this backend: ``defaults[jax.default_backend()]``, else ``defaults["other"]``
+    (an unmeasured accelerator); other names pass through."""
     if impl not in choices:
         raise ValueError(f"top-k implementation must be one of {choices}, got {impl!r}")
     if impl != "auto":
         return impl
-    backend = jax.default_backend()
-    if backend == "cpu":
-        return cpu_default
-    return gpu_default if backend == "gpu" and gpu_default else other_default
+    return defaults.get(jax.default_backend(), defaults["other"])
 
 
 def _bisect_rows(a: jax.Array, k: int) -> jax.Array:
@@ -138,8 +134,8 @@ def row_threshold(a: jax.Array, k: int, impl: str = "auto") -> jax.Array:
 def abs_row_threshold(x: jax.Array, k: int, impl: str = "auto") -> jax.Array:
     """``row_threshold(|x|, k, impl)``. The ``native`` kernel reads magnitudes itself (it clears the sign bit), so
     for it ``|x|`` is never written out."""
-    cpu_default = "native" if native.in_use() else "blocked"
-    impl = resolve(impl, ROW_IMPLS, cpu_default, "top_k", gpu_default="pallas")
+    cpu = "native" if native.in_use() else "blocked"
+    impl = resolve(impl, ROW_IMPLS, {"cpu": cpu, "gpu": "pallas", "other": "top_k"})
     x = jax.lax.stop_gradient(x)
     if impl == "native":
         return native.row_threshold(x, k)

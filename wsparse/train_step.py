@@ -2,8 +2,9 @@
 
 The step is one function: next-token cross-entropy -> gradients -> optax update -> top-k projection of every
 sparse tensor. With ``train.microbatches = m`` the gradients are the mean over m slices of the batch, computed one
-after another (activation memory of one slice, the same update up to float rounding). It returns the step's metrics as device arrays (the loop fetches them one step late), including the
-realised density of each sparsity family counted on the parameters the step just produced.
+after another (activation memory of one slice, the same update up to float rounding). It returns the step's metrics
+as device arrays (the loop fetches them one step late), including the realised density of each sparsity family
+counted on the parameters the step just produced.
 """
 
 from __future__ import annotations

@@ -155,7 +155,7 @@ def _transpose_call(a: jax.Array) -> jax.Array:
 
 
 def _swapped(sharding, ndim: int):
-    spec = tuple(sharding.spec) + (None,) * (ndim - len(sharding.spec))
+    spec = parallel.full_spec(sharding, ndim)
     return NamedSharding(sharding.mesh, PartitionSpec(*spec[:-2], spec[-1], spec[-2]))
 
 
