@@ -1,5 +1,6 @@
 """Attention alone, forward and backward, at a model's shape: each ``model.attention_impl`` the backend offers (the XLA
-form everywhere, cuDNN's fused kernel on a GPU), its time, and its error against the XLA form in float32.
+form everywhere, cuDNN's fused kernel on a GPU, wsparse's C++ kernel on CPU in float32), its time, and its error
+against the XLA form in float32.
 
     python benchmarks/attention.py [--config=configs/paper.py:4x] [--batch=128] [--dtype=bfloat16] [--rounds=20]
 
@@ -20,7 +21,7 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 
 from benchmarks.train_step import interleaved, load_config  # noqa: E402
-from wsparse import model  # noqa: E402
+from wsparse import model, native  # noqa: E402
 
 
 def attention_vjp(impl: str):
@@ -51,7 +52,8 @@ def main() -> None:
     ref = attention_vjp("xla")(q, k, v, g)
     dtype = jnp.dtype(args.dtype)
     inputs = tuple(x.astype(dtype) for x in (q, k, v, g))
-    impls = ["xla"] + (["cudnn"] if jax.default_backend() == "gpu" and args.dtype == "bfloat16" else [])
+    impls = ["xla"] + (["cudnn"] if jax.default_backend() == "gpu" and args.dtype == "bfloat16" else []) \
+        + (["native"] if native.in_use() and args.dtype == "float32" else [])
     fns = {impl: attention_vjp(impl) for impl in impls}
     print(f"attention [B={B}, T={m.n_ctx}, H={m.n_head}, d={m.d_head}] {args.dtype} on {jax.default_backend()}, "
           f"forward + backward, median of {args.rounds} interleaved rounds")

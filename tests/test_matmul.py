@@ -2,6 +2,8 @@
 weight gradients, read through wsparse's C++ transpose on CPU, equal autodiff's up to float rounding (also batched,
 in bfloat16 and sharded); without the kernels they are autodiff's."""
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -78,7 +80,9 @@ def test_model_uses_the_kernel_on_cpu_and_autodiff_without_it(fresh_native, monk
     from configs.tiny import get_config
     from wsparse import config as C
 
-    cfg = C.from_configdict(get_config()).model
+    # Attention in its XLA form both times: WSPARSE_NATIVE=0 also takes attention off its C++ kernel (tested in
+    # test_native_attention.py), and this test isolates the weight gradients.
+    cfg = dataclasses.replace(C.from_configdict(get_config()).model, attention_impl="xla")
     params = model.init_params(cfg, jax.random.key(0))
     tokens = jax.random.randint(jax.random.key(1), (4, cfg.n_ctx), 0, cfg.vocab_size)
     loss = lambda p: jnp.mean(model.forward(p, tokens, cfg) ** 2)

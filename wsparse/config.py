@@ -52,8 +52,9 @@ class ModelConfig:
     # differs.
     topk_impl: str = "auto"
     # Attention: auto (per backend), xla (scores [B, H, T, T] in memory and wsparse's own softmax backward; every
-    # backend, with or without the sink) or cudnn (jax.nn.dot_product_attention's fused kernel: GPU, bfloat16, no
-    # sink). auto is cudnn where it applies, else xla; the two agree up to float rounding.
+    # backend, with or without the sink), cudnn (jax.nn.dot_product_attention's fused kernel: GPU, bfloat16, no
+    # sink) or native (wsparse's C++ kernel: CPU, float32, d_head a multiple of 8 up to 64, with or without the
+    # sink). auto is cudnn or native where it applies, else xla; all agree up to float rounding.
     attention_impl: str = "auto"
 
     def validate(self) -> None:
@@ -67,7 +68,11 @@ class ModelConfig:
         _check(self.dtype in ("float32", "bfloat16"), "model.dtype", "must be float32 or bfloat16")
         _check(self.topk_impl in ("auto", "bisect", "blocked", "top_k", "native", "pallas"), "model.topk_impl",
                "must be auto, bisect, blocked, top_k, native or pallas")
-        _check(self.attention_impl in ("auto", "xla", "cudnn"), "model.attention_impl", "must be auto, xla or cudnn")
+        _check(self.attention_impl in ("auto", "xla", "cudnn", "native"), "model.attention_impl",
+               "must be auto, xla, cudnn or native")
+        _check(self.attention_impl != "native" or (self.dtype == "float32" and self.d_head % 8 == 0
+                                                   and self.d_head <= 64),
+               "model.attention_impl", "native needs model.dtype = float32 and d_head a multiple of 8, at most 64")
         _check(self.attention_impl != "cudnn" or (self.dtype == "bfloat16" and not self.attn_sink),
                "model.attention_impl", "cudnn needs model.dtype = bfloat16 and no attention sink")
 

@@ -15,7 +15,8 @@ from typing import Any, Callable
 import jax
 import jax.numpy as jnp
 
-from wsparse import matmul, topk
+from wsparse import matmul, native, topk
+from wsparse.native import attention as native_attention
 from wsparse.config import ModelConfig
 
 Params = dict[str, Any]
@@ -186,17 +187,26 @@ def _probs_BH(q_BHTd: jax.Array, k_BHSd: jax.Array, sink_H: jax.Array | None) ->
 def attention_impl(cfg: ModelConfig) -> str:
     """``cfg.attention_impl`` with ``auto`` resolved: the fused cuDNN kernel on a GPU for a bfloat16 model without
     the sink (the [B, H, T, T] scores of the XLA form took 43 GiB at the paper's 1x shape, batch 512, on an H100),
-    else the XLA form."""
+    wsparse's C++ kernel on CPU for a float32 model where the kernels build, else the XLA form."""
     if cfg.attention_impl != "auto":
         return cfg.attention_impl
-    fused = jax.default_backend() == "gpu" and cfg.dtype == "bfloat16" and not cfg.attn_sink
-    return "cudnn" if fused else "xla"
+    if jax.default_backend() == "gpu" and cfg.dtype == "bfloat16" and not cfg.attn_sink:
+        return "cudnn"
+    if cfg.dtype == "float32" and cfg.d_head % 8 == 0 and cfg.d_head <= 64 and native.in_use():
+        return "native"
+    return "xla"
 
 
 def _attention(q_BTHd: jax.Array, k_BTHd: jax.Array, v_BTHd: jax.Array, sink_H: jax.Array | None,
                impl: str = "xla") -> jax.Array:
-    """Causal attention ``[B, T, H, d]``: the XLA form through :func:`attention_probs`, or ``cudnn``, the fused
-    kernel of ``jax.nn.dot_product_attention`` (no scores in memory; bfloat16 or float16 inputs, no sink)."""
+    """Causal attention ``[B, T, H, d]``: the XLA form through :func:`attention_probs`; ``cudnn``, the fused
+    kernel of ``jax.nn.dot_product_attention`` (no scores in memory; bfloat16 or float16 inputs, no sink); or
+    ``native``, wsparse's C++ kernel for float32 on CPU (wsparse/native/attention.py)."""
+    if impl == "native":
+        B, _, H, _ = q_BTHd.shape
+        sink_BH = (jnp.full((B, H), -jnp.inf, jnp.float32) if sink_H is None
+                   else jnp.broadcast_to(sink_H.astype(jnp.float32), (B, H)))
+        return native_attention.attention(q_BTHd, k_BTHd, v_BTHd, sink_BH)
     if impl == "cudnn":
         if sink_H is not None:
             raise ValueError("cudnn attention has no sink; use model.attention_impl = xla")

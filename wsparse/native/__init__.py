@@ -1,6 +1,7 @@
 """wsparse's own CPU kernels in C++, called from XLA through ``jax.ffi``: AbsTopK's per-row threshold
-(``row_threshold.cc``), the transpose of the last two axes that the weight gradients read (``transpose.cc``) and
-where the weight projection cuts a tensor (``top_k_cut.cc``).
+(``row_threshold.cc``), the transpose of the last two axes that the weight gradients read (``transpose.cc``), where
+the weight projection cuts a tensor (``top_k_cut.cc``) and causal attention, forward and backward (``attention.cc``,
+wrapped by :mod:`wsparse.native.attention`).
 
 There is no build step at install. The first process that asks for the kernels compiles them with the machine's C++
 compiler (``$CXX``, else ``c++`` or ``g++``) against the FFI headers that jaxlib ships, for this CPU
@@ -31,11 +32,16 @@ from jax.sharding import NamedSharding, PartitionSpec
 
 from wsparse import parallel
 
-SOURCES = tuple(os.path.join(os.path.dirname(os.path.abspath(__file__)), name)
-                for name in ("row_threshold.cc", "transpose.cc", "top_k_cut.cc"))
+_HERE = os.path.dirname(os.path.abspath(__file__))
+SOURCES = tuple(os.path.join(_HERE, name) for name in ("row_threshold.cc", "transpose.cc", "top_k_cut.cc",
+                                                       "attention.cc"))
+HEADERS = (os.path.join(_HERE, "parallel_for.h"),)  # part of the cache key, not compiled on their own
 SYMBOLS = {"row_threshold": "WsparseRowThreshold", "transpose": "WsparseTranspose",  # kernel -> exported handler
-           "top_k_cut": "WsparseTopKCut"}
-FLAGS = ("-O3", "-march=native", "-std=c++17", "-shared", "-fPIC", "-w")
+           "top_k_cut": "WsparseTopKCut", "attention_forward": "WsparseAttentionForward",
+           "attention_backward": "WsparseAttentionBackward"}
+# -fopenmp-simd honours the kernels' `omp simd` loops (no OpenMP runtime); -fno-trapping-math lets GCC vectorise
+# selects (no floating-point result changes: the kernels never read the FPU's exception flags).
+FLAGS = ("-O3", "-march=native", "-std=c++17", "-shared", "-fPIC", "-w", "-fopenmp-simd", "-fno-trapping-math")
 # A call's rows are split over XLA's intra-op threads in parts of at least this many entries: 2^15 against 2^18 was
 # 4% and 13% faster on evaluation passes at 16 sequences, and the same or 5% faster in the mask loop (speed.md).
 PART_ENTRIES = 1 << 15
@@ -64,7 +70,7 @@ def cache_dir() -> str:
 def library_path(cxx: str) -> str:
     """Where the library built by ``cxx`` for these sources, jaxlib and CPU lives."""
     version = subprocess.run([cxx, "--version"], capture_output=True, text=True, check=False).stdout
-    sources = [open(path).read() for path in SOURCES]
+    sources = [open(path).read() for path in SOURCES + HEADERS]
     key = hashlib.sha256("\0".join([*sources, version, " ".join(FLAGS), jax.__version__, platform.machine(),
                                     _cpu_features()]).encode()).hexdigest()[:16]
     return os.path.join(cache_dir(), f"kernels_{key}.so")

@@ -10,15 +10,12 @@
 // threshold, and XLA:CPU compares subnormals as zero). The result is the k-th largest key read back as a float.
 
 #include <algorithm>
-#include <atomic>
-#include <condition_variable>
 #include <cstdint>
 #include <cstring>
 #include <limits>
-#include <memory>
-#include <mutex>
 #include <vector>
 
+#include "parallel_for.h"
 #include "xla/ffi/api/ffi.h"
 
 namespace ffi = xla::ffi;
@@ -96,28 +93,6 @@ void Rows(const uint32_t* in, float* result, int64_t begin, int64_t end, int64_t
   }
 }
 
-// One call's rows in equal parts, claimed one at a time by whichever thread gets there: the calling thread claims
-// parts too and waits only for parts another thread has started, so a busy pool (XLA may run two of these calls at
-// once, one on each of its threads) cannot deadlock it. Shared, because a pool task may start after the call returns.
-struct Job {
-  const uint32_t* in;
-  float* result;
-  int64_t rows, width, k, parts, per_part;
-  std::atomic<int64_t> next{0}, done{0};
-  std::mutex mu;
-  std::condition_variable finished;
-
-  void Work() {
-    for (int64_t p = next.fetch_add(1); p < parts; p = next.fetch_add(1)) {
-      Rows(in, result, p * per_part, std::min(rows, (p + 1) * per_part), width, k);
-      if (done.fetch_add(1) + 1 == parts) {
-        std::lock_guard<std::mutex> lock(mu);
-        finished.notify_all();
-      }
-    }
-  }
-};
-
 // `part_entries`: the fewest entries worth a part of their own (below twice that, a call stays on its thread).
 ffi::Error RowThreshold(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> x, ffi::ResultBuffer<ffi::F32> out, int64_t k,
                         int64_t part_entries) {
@@ -127,23 +102,9 @@ ffi::Error RowThreshold(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> x, ffi::Resu
   if (k < 1 || k > width) return ffi::Error::InvalidArgument("row_threshold: needs 1 <= k <= width");
   const int64_t rows = static_cast<int64_t>(x.element_count()) / width;
   const uint32_t* in = reinterpret_cast<const uint32_t*>(x.typed_data());
-  const int64_t parts = std::max<int64_t>(1, std::min<int64_t>(pool.num_threads(), rows * width / std::max<int64_t>(1, part_entries)));
-  if (parts == 1) {
-    Rows(in, out->typed_data(), 0, rows, width, k);
-    return ffi::Error::Success();
-  }
-  auto job = std::make_shared<Job>();
-  job->in = in;
-  job->result = out->typed_data();
-  job->rows = rows;
-  job->width = width;
-  job->k = k;
-  job->parts = parts;
-  job->per_part = (rows + parts - 1) / parts;
-  for (int64_t p = 1; p < parts; ++p) pool.Schedule([job] { job->Work(); });
-  job->Work();
-  std::unique_lock<std::mutex> lock(job->mu);
-  job->finished.wait(lock, [&] { return job->done.load() == job->parts; });
+  float* result = out->typed_data();
+  wsparse::ParallelFor(pool, rows, rows * width / std::max<int64_t>(1, part_entries),
+                       [&](int64_t begin, int64_t end) { Rows(in, result, begin, end, width, k); });
   return ffi::Error::Success();
 }
 
