@@ -21,6 +21,10 @@
 #include <limits>
 #include <vector>
 
+#ifdef __AVX2__
+#include <immintrin.h>
+#endif
+
 #include "parallel_for.h"
 #include "xla/ffi/api/ffi.h"
 
@@ -33,7 +37,8 @@ typedef int32_t IVec __attribute__((vector_size(32)));
 typedef float UnalignedVec __attribute__((vector_size(32), aligned(4)));
 constexpr int64_t kW = 8;       // floats per vector
 constexpr int64_t kMaxDV = 8;   // d <= 64
-constexpr int64_t kGroup = 4;   // key vectors computed together; rows are padded to whole groups
+constexpr int64_t kRows = 8;    // query rows per block: the scores of a block are 8 x 8 tiles
+constexpr int64_t kAcc = 4;     // rows (or keys) accumulated at once in the weighted sums
 constexpr float kInf = std::numeric_limits<float>::infinity();
 
 inline Vec Load(const float* p) { return *reinterpret_cast<const UnalignedVec*>(p); }
@@ -88,21 +93,56 @@ inline Vec Exp(Vec x) {
 inline float Exp(float x) { return Exp(Splat(x))[0]; }
 
 struct Shape {
-  int64_t B, T, H, d, padded_T;  // padded_T: T rounded up to whole groups of vectors
-  float scale_divisor;            // sqrt(d): scores are (q . k) / sqrt(d)
+  int64_t B, T, H, d, padded_T;  // padded_T: T rounded up to whole vectors
+  float scale;                    // 1 / sqrt(d): scores are (q . k) / sqrt(d), as a product (exact for d = 16, 64)
   int64_t At(int64_t b, int64_t t, int64_t h) const { return ((b * T + t) * H + h) * d; }
 };
 
-// One head's [T, d] rows, or their transpose [d, padded_T] (zero past T), out of / into the [B, T, H, d] layout.
+// One head's [T, d] rows (zero rows up to padded_T), or their transpose [d, padded_T] (zero past T), out of / into
+// the [B, T, H, d] layout.
 void LoadRows(const float* x, const Shape& s, int64_t b, int64_t h, float* rows) {
   for (int64_t t = 0; t < s.T; ++t) {
     for (int64_t e = 0; e < s.d; e += kW) Store(rows + t * s.d + e, Load(x + s.At(b, t, h) + e));
   }
+  std::fill(rows + s.T * s.d, rows + s.padded_T * s.d, 0.0f);
 }
+
+#ifdef __AVX2__
+// Rows r[0..7] of 8 floats -> columns: r[i][l] becomes r[l][i].
+inline void Transpose8x8(__m256* r) {
+  const __m256 t0 = _mm256_unpacklo_ps(r[0], r[1]), t1 = _mm256_unpackhi_ps(r[0], r[1]);
+  const __m256 t2 = _mm256_unpacklo_ps(r[2], r[3]), t3 = _mm256_unpackhi_ps(r[2], r[3]);
+  const __m256 t4 = _mm256_unpacklo_ps(r[4], r[5]), t5 = _mm256_unpackhi_ps(r[4], r[5]);
+  const __m256 t6 = _mm256_unpacklo_ps(r[6], r[7]), t7 = _mm256_unpackhi_ps(r[6], r[7]);
+  const __m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xEE);
+  const __m256 u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xEE);
+  const __m256 u4 = _mm256_shuffle_ps(t4, t6, 0x44), u5 = _mm256_shuffle_ps(t4, t6, 0xEE);
+  const __m256 u6 = _mm256_shuffle_ps(t5, t7, 0x44), u7 = _mm256_shuffle_ps(t5, t7, 0xEE);
+  r[0] = _mm256_permute2f128_ps(u0, u4, 0x20);
+  r[1] = _mm256_permute2f128_ps(u1, u5, 0x20);
+  r[2] = _mm256_permute2f128_ps(u2, u6, 0x20);
+  r[3] = _mm256_permute2f128_ps(u3, u7, 0x20);
+  r[4] = _mm256_permute2f128_ps(u0, u4, 0x31);
+  r[5] = _mm256_permute2f128_ps(u1, u5, 0x31);
+  r[6] = _mm256_permute2f128_ps(u2, u6, 0x31);
+  r[7] = _mm256_permute2f128_ps(u3, u7, 0x31);
+}
+#endif
 
 void LoadColumns(const float* x, const Shape& s, int64_t b, int64_t h, float* cols) {
   std::fill(cols, cols + s.d * s.padded_T, 0.0f);
-  for (int64_t t = 0; t < s.T; ++t) {
+  int64_t t0 = 0;
+#ifdef __AVX2__
+  for (; t0 + kW <= s.T; t0 += kW) {  // 8 x 8 tiles through registers
+    for (int64_t e0 = 0; e0 < s.d; e0 += kW) {
+      __m256 r[kW];
+      for (int64_t i = 0; i < kW; ++i) r[i] = _mm256_loadu_ps(x + s.At(b, t0 + i, h) + e0);
+      Transpose8x8(r);
+      for (int64_t i = 0; i < kW; ++i) _mm256_storeu_ps(cols + (e0 + i) * s.padded_T + t0, r[i]);
+    }
+  }
+#endif
+  for (int64_t t = t0; t < s.T; ++t) {
     const float* row = x + s.At(b, t, h);
     for (int64_t e = 0; e < s.d; ++e) cols[e * s.padded_T + t] = row[e];
   }
@@ -114,64 +154,56 @@ void StoreRows(float* x, const Shape& s, int64_t b, int64_t h, const float* rows
   }
 }
 
-// out[v] = sum_e a[e] * cols[e, 8v : 8v + 8] for the n_vec vectors of keys (and up to 3 more: junk past n_vec), over
-// `div` (1: none). Four output vectors at a time keep four independent chains of multiply-adds in flight.
+// The block of query rows r0 .. r0 + 7 against keys 0 .. 8 n_vec - 1: out[r, :] = (a[r0 + r] . cols[:, key]) * scale,
+// with the keys after each row's own position set to -inf if `mask`. Eight rows at a time: eight independent
+// chains of multiply-adds, each column vector loaded once for all of them.
 template <int DV>
-inline void RowTimesColumns(const float* a, const float* cols, const Shape& s, int64_t n_vec, float div, Vec* out) {
-  for (int64_t v = 0; v < n_vec; v += kGroup) {
-    Vec acc[kGroup] = {};
+void ScoreBlock(const float* a, const float* cols, const Shape& s, int64_t r0, int64_t n_vec, float scale, bool mask,
+                float* out) {
+  for (int64_t v = 0; v < n_vec; ++v) {
+    Vec acc[kRows] = {};
     for (int64_t e = 0; e < DV * kW; ++e) {
-      const Vec ae = Splat(a[e]);
-      const float* col = cols + e * s.padded_T + v * kW;
-      for (int64_t i = 0; i < kGroup; ++i) acc[i] += ae * Load(col + i * kW);
+      const Vec kv = Load(cols + e * s.padded_T + v * kW);
+      for (int64_t r = 0; r < kRows; ++r) acc[r] += Splat(a[(r0 + r) * DV * kW + e]) * kv;
     }
-    for (int64_t i = 0; i < kGroup; ++i) out[v + i] = div == 1.0f ? acc[i] : acc[i] / div;
+    for (int64_t r = 0; r < kRows; ++r) Store(out + (r0 + r) * s.padded_T + v * kW, acc[r] * scale);
+  }
+  if (mask) {  // the last vector holds keys r0 .. r0 + 7: row r keeps lanes 0 .. r
+    const IVec lane = {0, 1, 2, 3, 4, 5, 6, 7};
+    for (int64_t r = 0; r < kRows; ++r) {
+      float* last = out + (r0 + r) * s.padded_T + (n_vec - 1) * kW;
+      Store(last, lane > static_cast<int32_t>(r) ? Splat(-kInf) : Load(last));
+    }
   }
 }
 
-// Query row t's probabilities (n_vec vectors, 0 past key t) from its scores, shift m and denominator.
-inline void Probabilities(Vec* row, int64_t n_vec, float m, float denominator) {
-  for (int64_t v = 0; v < n_vec; ++v) row[v] = Exp(row[v] - m) / denominator;
-}
-
-// Sets the scores of keys after t (in the last vector) to -inf.
-inline void MaskFuture(Vec* row, int64_t n_vec, int64_t t) {
-  IVec key = {0, 1, 2, 3, 4, 5, 6, 7};
-  key += static_cast<int32_t>((n_vec - 1) * kW);
-  row[n_vec - 1] = key > static_cast<int32_t>(t) ? Splat(-kInf) : row[n_vec - 1];
-}
-
-// out[0, 8 DV) = sum_{j < n} weight[j * stride] * rows[j] (rows of 8 DV floats), with kGroup accumulator sets to
-// keep independent chains of multiply-adds in flight.
+// out[i, :] = sum_{j in [j0, j1)} weight[j * sj + i * si] * rows[j, :] for i < kAcc (rows of 8 DV floats): the
+// probabilities times v, or the score gradients times k or q. kAcc * DV independent accumulators.
 template <int DV>
-inline void WeightedRows(const float* weight, int64_t stride, const float* rows, int64_t n, float* out) {
-  Vec acc[kGroup][DV] = {};
-  int64_t j = 0;
-  for (; j + kGroup <= n; j += kGroup) {
-    for (int64_t i = 0; i < kGroup; ++i) {
-      const Vec wi = Splat(weight[(j + i) * stride]);
-      for (int dv = 0; dv < DV; ++dv) acc[i][dv] += wi * Load(rows + (j + i) * DV * kW + dv * kW);
+void WeightedRows(const float* weight, int64_t sj, int64_t si, const float* rows, int64_t j0, int64_t j1,
+                  float* out) {
+  Vec acc[kAcc][DV] = {};
+  for (int64_t j = j0; j < j1; ++j) {
+    Vec row[DV];
+    for (int dv = 0; dv < DV; ++dv) row[dv] = Load(rows + j * DV * kW + dv * kW);
+    for (int64_t i = 0; i < kAcc; ++i) {
+      const Vec w = Splat(weight[j * sj + i * si]);
+      for (int dv = 0; dv < DV; ++dv) acc[i][dv] += w * row[dv];
     }
   }
-  for (; j < n; ++j) {
-    const Vec wj = Splat(weight[j * stride]);
-    for (int dv = 0; dv < DV; ++dv) acc[0][dv] += wj * Load(rows + j * DV * kW + dv * kW);
+  for (int64_t i = 0; i < kAcc; ++i) {
+    for (int dv = 0; dv < DV; ++dv) Store(out + i * DV * kW + dv * kW, acc[i][dv]);
   }
-  for (int dv = 0; dv < DV; ++dv) Store(out + dv * kW, (acc[0][dv] + acc[1][dv]) + (acc[2][dv] + acc[3][dv]));
 }
 
-// Per-thread scratch for one head. The [T, padded_T] rows of scores, probabilities and their gradients are vectors
-// (aligned as vectors must be); the rest is read through unaligned loads.
+// Per-thread scratch for one head: rows of q, k, v and the output's gradient g, padded to padded_T rows with zeros;
+// k and v also transposed; the [padded_T, padded_T] scores, probabilities and score gradients; output rows.
 struct Scratch {
-  std::vector<float> q, k, v, g, out, k_cols, v_cols;
-  std::vector<Vec> p_vec, ds_vec;
+  std::vector<float> q, k, v, g, out, k_cols, v_cols, p, ds;
   explicit Scratch(const Shape& s)
-      : q(s.T * s.d), k(s.T * s.d), v(s.T * s.d), g(s.T * s.d), out(s.T * s.d), k_cols(s.d * s.padded_T),
-        v_cols(s.d * s.padded_T), p_vec(s.T * s.padded_T / kW), ds_vec(s.T * s.padded_T / kW) {}
-  Vec* p_row(const Shape& s, int64_t t) { return p_vec.data() + t * s.padded_T / kW; }
-  Vec* ds_row(const Shape& s, int64_t t) { return ds_vec.data() + t * s.padded_T / kW; }
-  const float* p() const { return reinterpret_cast<const float*>(p_vec.data()); }
-  const float* ds() const { return reinterpret_cast<const float*>(ds_vec.data()); }
+      : q(s.padded_T * s.d), k(s.padded_T * s.d), v(s.padded_T * s.d), g(s.padded_T * s.d),
+        out(s.padded_T * s.d), k_cols(s.d * s.padded_T), v_cols(s.d * s.padded_T), p(s.padded_T * s.padded_T),
+        ds(s.padded_T * s.padded_T) {}
 };
 
 template <int DV>
@@ -182,24 +214,32 @@ void ForwardHead(const float* q, const float* k, const float* v, const float* si
   LoadColumns(k, s, b, h, w.k_cols.data());
   const float sink_logit = sink[b * s.H + h];
   float* stats_bh = stats + (b * s.H + h) * s.T * 2;
-  Vec* row = w.p_row(s, 0);  // one row's scores, then probabilities
-  for (int64_t t = 0; t < s.T; ++t) {
-    const int64_t n_vec = t / kW + 1;
-    RowTimesColumns<DV>(w.q.data() + t * s.d, w.k_cols.data(), s, n_vec, s.scale_divisor, row);
-    MaskFuture(row, n_vec, t);
-    Vec mv = row[0];
-    for (int64_t j = 1; j < n_vec; ++j) mv = Max(mv, row[j]);
-    const float m = std::max(MaxOf(mv), sink_logit);
-    Vec sum = {};
-    for (int64_t j = 0; j < n_vec; ++j) {
-      row[j] = Exp(row[j] - m);
-      sum += row[j];
+  for (int64_t r0 = 0; r0 < s.T; r0 += kRows) {
+    const int64_t n_vec = r0 / kW + 1, n_keys = n_vec * kW;
+    ScoreBlock<DV>(w.q.data(), w.k_cols.data(), s, r0, n_vec, s.scale, true, w.p.data());
+    for (int64_t t = r0; t < std::min(r0 + kRows, s.T); ++t) {
+      float* pt = w.p.data() + t * s.padded_T;  // scores, then probabilities
+      Vec mv = Load(pt);
+      for (int64_t j = kW; j < n_keys; j += kW) mv = Max(mv, Load(pt + j));
+      const float m = std::max(MaxOf(mv), sink_logit);
+      Vec sum = {};
+      for (int64_t j = 0; j < n_keys; j += kW) {
+        const Vec e = Exp(Load(pt + j) - m);
+        Store(pt + j, e);
+        sum += e;
+      }
+      const float denominator = Sum(sum) + Exp(sink_logit - m), inverse = 1.0f / denominator;
+      stats_bh[2 * t] = m;
+      stats_bh[2 * t + 1] = denominator;
+      // e * (1 / denominator): the bits the backward recomputes from the scores, m and the denominator.
+      for (int64_t j = 0; j < n_keys; j += kW) Store(pt + j, Load(pt + j) * inverse);
     }
-    const float denominator = Sum(sum) + Exp(sink_logit - m);
-    stats_bh[2 * t] = m;
-    stats_bh[2 * t + 1] = denominator;
-    for (int64_t j = 0; j < n_vec; ++j) row[j] /= denominator;  // the bits Probabilities gives the backward
-    WeightedRows<DV>(reinterpret_cast<const float*>(row), 1, w.v.data(), t + 1, w.out.data() + t * s.d);
+    for (int64_t t = std::max(r0, s.T); t < r0 + kRows; ++t) {  // rows past T: no weight on anything
+      std::fill(w.p.data() + t * s.padded_T, w.p.data() + t * s.padded_T + n_keys, 0.0f);
+    }
+    for (int64_t i0 = r0; i0 < r0 + kRows; i0 += kAcc) {
+      WeightedRows<DV>(w.p.data() + i0 * s.padded_T, 1, s.padded_T, w.v.data(), 0, n_keys, w.out.data() + i0 * s.d);
+    }
   }
   StoreRows(o, s, b, h, w.out.data());
 }
@@ -215,34 +255,44 @@ float BackwardHead(const float* q, const float* k, const float* v, const float* 
   LoadColumns(v, s, b, h, w.v_cols.data());
   const float sink_logit = sink[b * s.H + h];
   const float* stats_bh = stats + (b * s.H + h) * s.T * 2;
+  float* p = w.p.data();
+  float* ds = w.ds.data();
   float dsink = 0.0f;
-  for (int64_t t = 0; t < s.T; ++t) {
-    const int64_t n_vec = t / kW + 1;
-    const float m = stats_bh[2 * t], denominator = stats_bh[2 * t + 1];
-    Vec* p = w.p_row(s, t);
-    Vec* ds = w.ds_row(s, t);
-    RowTimesColumns<DV>(w.q.data() + t * s.d, w.k_cols.data(), s, n_vec, s.scale_divisor, p);
-    MaskFuture(p, n_vec, t);
-    Probabilities(p, n_vec, m, denominator);
-    Vec* dpv = ds;  // dp[j] = g_t . v_j, in the ds row until ds replaces it
-    RowTimesColumns<DV>(w.g.data() + t * s.d, w.v_cols.data(), s, n_vec, 1.0f, dpv);
-    Vec pdp_v = {};
-    for (int64_t j = 0; j < n_vec; ++j) pdp_v += p[j] * dpv[j];
-    const float pdp = Sum(pdp_v);
-    for (int64_t j = 0; j < n_vec; ++j) ds[j] = p[j] * (dpv[j] - pdp) / s.scale_divisor;
-    dsink -= Exp(sink_logit - m) / denominator * pdp;
-    WeightedRows<DV>(reinterpret_cast<const float*>(ds), 1, w.k.data(), t + 1, w.out.data() + t * s.d);
+  for (int64_t r0 = 0; r0 < s.T; r0 += kRows) {
+    const int64_t n_vec = r0 / kW + 1, n_keys = n_vec * kW;
+    ScoreBlock<DV>(w.q.data(), w.k_cols.data(), s, r0, n_vec, s.scale, true, p);
+    ScoreBlock<DV>(w.g.data(), w.v_cols.data(), s, r0, n_vec, 1.0f, false, ds);  // dp[t, j] = g_t . v_j
+    for (int64_t t = r0; t < r0 + kRows; ++t) {
+      float* pt = p + t * s.padded_T;
+      float* dst = ds + t * s.padded_T;
+      if (t >= s.T) {  // rows past T: no weight, no gradient
+        std::fill(pt, pt + n_keys, 0.0f);
+        std::fill(dst, dst + n_keys, 0.0f);
+        continue;
+      }
+      const float m = stats_bh[2 * t], inverse = 1.0f / stats_bh[2 * t + 1];
+      Vec pdp_v = {};
+      for (int64_t j = 0; j < n_keys; j += kW) {
+        const Vec pj = Exp(Load(pt + j) - m) * inverse;
+        Store(pt + j, pj);
+        pdp_v += pj * Load(dst + j);
+      }
+      const float pdp = Sum(pdp_v);
+      for (int64_t j = 0; j < n_keys; j += kW) Store(dst + j, Load(pt + j) * (Load(dst + j) - pdp) * s.scale);
+      dsink -= Exp(sink_logit - m) * inverse * pdp;
+    }
+    for (int64_t i0 = r0; i0 < r0 + kRows; i0 += kAcc) {
+      WeightedRows<DV>(ds + i0 * s.padded_T, 1, s.padded_T, w.k.data(), 0, n_keys, w.out.data() + i0 * s.d);
+    }
   }
   StoreRows(dq, s, b, h, w.out.data());
-  // Key j's gradients sum over the query rows t >= j: a column of ds (and of p) against the rows of q (and of g).
-  for (int64_t j = 0; j < s.T; ++j) {
-    WeightedRows<DV>(w.ds() + j * s.padded_T + j, s.padded_T, w.q.data() + j * s.d, s.T - j,
-                     w.out.data() + j * s.d);
+  // Key j's gradients sum over the query rows t >= j: columns of ds (and p) against the rows of q (and g).
+  for (int64_t j0 = 0; j0 < s.padded_T; j0 += kAcc) {
+    WeightedRows<DV>(ds + j0, s.padded_T, 1, w.q.data(), j0, s.T, w.out.data() + j0 * s.d);
   }
   StoreRows(dk, s, b, h, w.out.data());
-  for (int64_t j = 0; j < s.T; ++j) {
-    WeightedRows<DV>(w.p() + j * s.padded_T + j, s.padded_T, w.g.data() + j * s.d, s.T - j,
-                     w.out.data() + j * s.d);
+  for (int64_t j0 = 0; j0 < s.padded_T; j0 += kAcc) {
+    WeightedRows<DV>(p + j0, s.padded_T, 1, w.g.data(), j0, s.T, w.out.data() + j0 * s.d);
   }
   StoreRows(dv, s, b, h, w.out.data());
   return dsink;
@@ -265,8 +315,8 @@ ffi::Error CheckShapes(ffi::Buffer<ffi::F32>& q, ffi::Buffer<ffi::F32>& k, ffi::
   if (dims[3] % kW != 0 || dims[3] > kW * kMaxDV) {
     return ffi::Error::InvalidArgument("attention: the head dimension must be a multiple of 8, at most 64");
   }
-  *s = Shape{dims[0], dims[1], dims[2], dims[3], (dims[1] + kGroup * kW - 1) / (kGroup * kW) * (kGroup * kW),
-             std::sqrt(static_cast<float>(dims[3]))};
+  *s = Shape{dims[0], dims[1], dims[2], dims[3], (dims[1] + kW - 1) / kW * kW,
+             1.0f / std::sqrt(static_cast<float>(dims[3]))};
   return ffi::Error::Success();
 }
 
