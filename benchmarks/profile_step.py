@@ -53,8 +53,14 @@ def category(shape: str, op: str, m) -> str:
     last = op.split("/")[-1]
     if last.startswith("sort") or (last.startswith("scatter") and "jvp" not in op):  # not the embedding's gradient
         return "weight projection (sort)"
-    if "ffi_call" in op:  # wsparse/native: transposes for the weight gradients (backward), AbsTopK's threshold
-        return "weight-gradient transposes (C++ kernel)" if "transpose(" in op else "AbsTopK threshold (C++ kernel)"
+    if "wsparse_attention" in op:  # wsparse/native's kernels, by their custom call's target
+        return "attention (C++ kernel)"
+    if "wsparse_transpose" in op:
+        return "weight-gradient transposes (C++ kernel)"
+    if "wsparse_row_threshold" in op:
+        return "AbsTopK threshold (C++ kernel)"
+    if "wsparse_top_k_cut" in op:
+        return "weight projection (C++ radix select)"
     if "argmax" in op or ("jvp" not in op and "reduce_max" in op):
         return "weight projection (min-alive argmax)"
     if "dot_general" in op:
@@ -212,9 +218,12 @@ def main() -> None:
     info = {}
     for path in glob.glob(f"{DUMP}/*jit_step*after_optimizations.txt"):
         for line in open(path):
-            hit = re.match(r"\s*(?:ROOT )?%?([\w.\-]+) = (\S+) ([\w-]+)\(.*?op_name=\"([^\"]*)\"", line)
+            # the shape is one array's or a tuple's, "(f32[..], f32[..])", as a kernel with two results has
+            hit = re.match(r"\s*(?:ROOT )?%?([\w.\-]+) = (\([^=]*?\)|\S+) ([\w-]+)\(.*?op_name=\"([^\"]*)\"", line)
             if hit:  # a plain dot can carry the op_name of the transpose that XLA folded into it: a matmul all the same
                 op = hit.group(4) + ("/dot_general" if hit.group(3) == "dot" else "")
+                target = re.search(r'custom_call_target="([^"]*)"', line)  # wsparse's kernels by name
+                op += f"/{target.group(1)}" if target else ""
                 info.setdefault(hit.group(1), (hit.group(2), op))
     trace = glob.glob(f"{trace_dir}/**/*.trace.json.gz", recursive=True)[0]
     events = json.load(gzip.open(trace))["traceEvents"]
