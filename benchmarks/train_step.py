@@ -163,7 +163,7 @@ def autodiff_weight_grads():
 
 def xla_attention():
     """Inside: attention in its XLA form everywhere (before ``model.attention_impl`` chose cuDNN's fused kernel on a
-    GPU)."""
+    GPU and wsparse's C++ kernel on CPU)."""
     return mock.patch.object(model, "attention_impl", lambda cfg: "xla")
 
 

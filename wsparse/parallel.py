@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Callable
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 from jax.experimental.custom_partitioning import custom_partitioning
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
@@ -117,3 +118,41 @@ def rowwise(call: Callable[[jax.Array], jax.Array]) -> Callable[[jax.Array], jax
     sharded.def_partition(partition, infer_sharding_from_operands=infer, sharding_rule="... w -> ... o",
                           need_replication_factors=("w",))
     return with_vmap(sharded)
+
+
+
+def _split_rows_sharding(mesh, first, ndim: int) -> NamedSharding:
+    """Sharded over its first axis as ``first`` (the first operand's sharding) is, whole along every other."""
+    return NamedSharding(mesh, P(full_spec(first, 1)[0], *([None] * (ndim - 1))))
+
+
+def split_rows(call: Callable, rule: str, n_out: int) -> Callable:
+    """``call`` (several arrays in, a tuple of ``n_out`` out, independent along the operands' shared first axis, e.g.
+    a kernel as a custom call) under a sharded jit runs on each device's own rows of every operand and result (without
+    the rule XLA would gather the operands onto every device first), and under vmap with the batch axis joined to the
+    first axis. ``rule`` is the Shardy rule of ``call``, with ``b`` the first axis."""
+
+    def partition(mesh, arg_shapes, result_shape):
+        args = tuple(_split_rows_sharding(mesh, arg_shapes[0].sharding, len(a.shape)) for a in arg_shapes)
+        return mesh, call, infer(mesh, arg_shapes, result_shape), args
+
+    def infer(mesh, arg_shapes, result_shape):
+        return tuple(_split_rows_sharding(mesh, arg_shapes[0].sharding, len(r.shape)) for r in result_shape)
+
+    sharded = custom_partitioning(call)
+    names = rule.replace("->", ",").replace(",", " ").split()
+    factors = tuple(dict.fromkeys(f for f in names if f != "b"))  # in order of appearance, as Shardy wants them
+    sharded.def_partition(partition, infer_sharding_from_operands=infer, sharding_rule=rule,
+                          need_replication_factors=factors)
+
+    @jax.custom_batching.custom_vmap
+    def batched(*args):
+        return sharded(*args)
+
+    @batched.def_vmap
+    def _(axis_size, in_batched, *args):
+        args = [a if b else jnp.broadcast_to(a, (axis_size, *a.shape)) for a, b in zip(args, in_batched)]
+        outs = batched(*(a.reshape(axis_size * a.shape[1], *a.shape[2:]) for a in args))
+        return tuple(o.reshape(axis_size, -1, *o.shape[1:]) for o in outs), (True,) * n_out
+
+    return batched

@@ -35,7 +35,7 @@ from wsparse import parallel
 _HERE = os.path.dirname(os.path.abspath(__file__))
 SOURCES = tuple(os.path.join(_HERE, name) for name in ("row_threshold.cc", "transpose.cc", "top_k_cut.cc",
                                                        "attention.cc"))
-HEADERS = (os.path.join(_HERE, "parallel_for.h"),)  # part of the cache key, not compiled on their own
+HEADERS = tuple(os.path.join(_HERE, name) for name in ("parallel_for.h", "vec.h"))  # in the cache key, not compiled
 SYMBOLS = {"row_threshold": "WsparseRowThreshold", "transpose": "WsparseTranspose",  # kernel -> exported handler
            "top_k_cut": "WsparseTopKCut", "attention_forward": "WsparseAttentionForward",
            "attention_backward": "WsparseAttentionBackward"}
@@ -197,3 +197,4 @@ def top_k_cut(key: jax.Array, k: jax.Array) -> tuple[jax.Array, jax.Array]:
     out = (jax.ShapeDtypeStruct((), jnp.uint32), jax.ShapeDtypeStruct((), jnp.int32))
     call = jax.ffi.ffi_call(_targets["top_k_cut"], out, vmap_method="sequential")
     return call(key.astype(jnp.uint32).ravel(), jnp.asarray(k, jnp.int32))
+

@@ -11,8 +11,6 @@
 // The sink: one more logit per (batch row, head) with a zero value, which adds e^{sink} to every denominator; -inf
 // where the model has none. The gradients are the softmax's closed form, ds = p * (dp - sum(p * dp)), as in
 // wsparse/model.py; the sink's is -p_sink * sum(p * dp) summed over query rows.
-//
-// Vectors are GCC/Clang vector extensions of 8 floats (AVX2 registers here; pairs of 4 on other CPUs).
 
 #include <algorithm>
 #include <cmath>
@@ -21,29 +19,26 @@
 #include <limits>
 #include <vector>
 
-#ifdef __AVX2__
-#include <immintrin.h>
-#endif
-
 #include "parallel_for.h"
+#include "vec.h"
 #include "xla/ffi/api/ffi.h"
 
 namespace ffi = xla::ffi;
 
 namespace {
 
-typedef float Vec __attribute__((vector_size(32)));
-typedef int32_t IVec __attribute__((vector_size(32)));
-typedef float UnalignedVec __attribute__((vector_size(32), aligned(4)));
-constexpr int64_t kW = 8;       // floats per vector
+using wsparse::IVec;
+using wsparse::kW;
+using wsparse::Load;
+using wsparse::Splat;
+using wsparse::Store;
+using wsparse::Vec;
+
 constexpr int64_t kMaxDV = 8;   // d <= 64
 constexpr int64_t kRows = 8;    // query rows per block: the scores of a block are 8 x 8 tiles
 constexpr int64_t kAcc = 4;     // rows (or keys) accumulated at once in the weighted sums
 constexpr float kInf = std::numeric_limits<float>::infinity();
 
-inline Vec Load(const float* p) { return *reinterpret_cast<const UnalignedVec*>(p); }
-inline void Store(float* p, Vec v) { *reinterpret_cast<UnalignedVec*>(p) = v; }
-inline Vec Splat(float x) { return Vec{x, x, x, x, x, x, x, x}; }
 inline Vec Max(Vec a, Vec b) { return a > b ? a : b; }
 inline Vec Bits(IVec v) {  // the same bits as floats
   Vec f;
@@ -107,41 +102,14 @@ void LoadRows(const float* x, const Shape& s, int64_t b, int64_t h, float* rows)
   std::fill(rows + s.T * s.d, rows + s.padded_T * s.d, 0.0f);
 }
 
-#ifdef __AVX2__
-// Rows r[0..7] of 8 floats -> columns: r[i][l] becomes r[l][i].
-inline void Transpose8x8(__m256* r) {
-  const __m256 t0 = _mm256_unpacklo_ps(r[0], r[1]), t1 = _mm256_unpackhi_ps(r[0], r[1]);
-  const __m256 t2 = _mm256_unpacklo_ps(r[2], r[3]), t3 = _mm256_unpackhi_ps(r[2], r[3]);
-  const __m256 t4 = _mm256_unpacklo_ps(r[4], r[5]), t5 = _mm256_unpackhi_ps(r[4], r[5]);
-  const __m256 t6 = _mm256_unpacklo_ps(r[6], r[7]), t7 = _mm256_unpackhi_ps(r[6], r[7]);
-  const __m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xEE);
-  const __m256 u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xEE);
-  const __m256 u4 = _mm256_shuffle_ps(t4, t6, 0x44), u5 = _mm256_shuffle_ps(t4, t6, 0xEE);
-  const __m256 u6 = _mm256_shuffle_ps(t5, t7, 0x44), u7 = _mm256_shuffle_ps(t5, t7, 0xEE);
-  r[0] = _mm256_permute2f128_ps(u0, u4, 0x20);
-  r[1] = _mm256_permute2f128_ps(u1, u5, 0x20);
-  r[2] = _mm256_permute2f128_ps(u2, u6, 0x20);
-  r[3] = _mm256_permute2f128_ps(u3, u7, 0x20);
-  r[4] = _mm256_permute2f128_ps(u0, u4, 0x31);
-  r[5] = _mm256_permute2f128_ps(u1, u5, 0x31);
-  r[6] = _mm256_permute2f128_ps(u2, u6, 0x31);
-  r[7] = _mm256_permute2f128_ps(u3, u7, 0x31);
-}
-#endif
-
 void LoadColumns(const float* x, const Shape& s, int64_t b, int64_t h, float* cols) {
   std::fill(cols, cols + s.d * s.padded_T, 0.0f);
   int64_t t0 = 0;
-#ifdef __AVX2__
-  for (; t0 + kW <= s.T; t0 += kW) {  // 8 x 8 tiles through registers
+  for (; t0 + kW <= s.T; t0 += kW) {  // 8 x 8 tiles (rows t0.. are H * d floats apart in the layout)
     for (int64_t e0 = 0; e0 < s.d; e0 += kW) {
-      __m256 r[kW];
-      for (int64_t i = 0; i < kW; ++i) r[i] = _mm256_loadu_ps(x + s.At(b, t0 + i, h) + e0);
-      Transpose8x8(r);
-      for (int64_t i = 0; i < kW; ++i) _mm256_storeu_ps(cols + (e0 + i) * s.padded_T + t0, r[i]);
+      wsparse::Transpose8x8(x + s.At(b, t0, h) + e0, s.H * s.d, cols + e0 * s.padded_T + t0, s.padded_T);
     }
   }
-#endif
   for (int64_t t = t0; t < s.T; ++t) {
     const float* row = x + s.At(b, t, h);
     for (int64_t e = 0; e < s.d; ++e) cols[e * s.padded_T + t] = row[e];

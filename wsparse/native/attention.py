@@ -12,8 +12,6 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.experimental.custom_partitioning import custom_partitioning
-from jax.sharding import NamedSharding, PartitionSpec
 
 from wsparse import native, parallel
 
@@ -32,44 +30,10 @@ def _backward_call(q, k, v, sink_BH, stats, g):
     return tuple(call(q, k, v, sink_BH, stats, g, part_entries=np.int64(native.PART_ENTRIES)))
 
 
-def _batch_rows(mesh, sharding, ndim: int) -> NamedSharding:
-    """Sharded over the batch axis (the first) as the operand is, whole along every other."""
-    return NamedSharding(mesh, PartitionSpec(parallel.full_spec(sharding, ndim)[0], *([None] * (ndim - 1))))
-
-
-def _rowwise(call, rule: str, n_out: int):
-    """``call`` with every operand and result split over the batch axis alone (each device runs its own batch rows,
-    where XLA would otherwise gather the operands onto every device), and with a vmap rule that folds a batch axis
-    into B."""
-
-    def partition(mesh, arg_shapes, result_shape):
-        q = arg_shapes[0].sharding
-        args = tuple(_batch_rows(mesh, q, len(a.shape)) for a in arg_shapes)
-        return mesh, call, infer(mesh, arg_shapes, result_shape), args
-
-    def infer(mesh, arg_shapes, result_shape):
-        return tuple(_batch_rows(mesh, arg_shapes[0].sharding, len(r.shape)) for r in result_shape)
-
-    sharded = custom_partitioning(call)
-    sharded.def_partition(partition, infer_sharding_from_operands=infer, sharding_rule=rule,
-                          need_replication_factors=("t", "h", "d", "s"))
-
-    @jax.custom_batching.custom_vmap
-    def batched(*args):
-        return sharded(*args)
-
-    @batched.def_vmap
-    def _(axis_size, in_batched, *args):
-        args = [a if b else jnp.broadcast_to(a, (axis_size, *a.shape)) for a, b in zip(args, in_batched)]
-        outs = batched(*(a.reshape(axis_size * a.shape[1], *a.shape[2:]) for a in args))
-        return tuple(o.reshape(axis_size, -1, *o.shape[1:]) for o in outs), (True,) * n_out
-
-    return batched
-
-
-_forward = _rowwise(_forward_call, "b t h d, b t h d, b t h d, b h -> b t h d, b h t s", 2)
-_backward = _rowwise(_backward_call,
-                     "b t h d, b t h d, b t h d, b h, b h t s, b t h d -> b t h d, b t h d, b t h d, b h", 4)
+# Each device runs its own batch rows; under vmap the batch axis joins B.
+_forward = parallel.split_rows(_forward_call, "b t h d, b t h d, b t h d, b h -> b t h d, b h t s", 2)
+_backward = parallel.split_rows(
+    _backward_call, "b t h d, b t h d, b t h d, b h, b h t s, b t h d -> b t h d, b t h d, b t h d, b h", 4)
 
 
 @jax.custom_vjp
