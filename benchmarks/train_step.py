@@ -167,14 +167,6 @@ def xla_attention():
     return mock.patch.object(model, "attention_impl", lambda cfg: "xla")
 
 
-def separate_select():
-    """Inside: AbsTopK's kept entries selected by XLA after the C++ kernel's threshold (before the kernel wrote them
-    in the same pass)."""
-    def abs_topk(x, k):
-        return jnp.where(jnp.abs(x) >= native.row_threshold(jax.lax.stop_gradient(x), k), x, jnp.zeros_like(x))
-    return mock.patch.object(native, "abs_topk", abs_topk)
-
-
 def bthd_attention():
     """Inside: attention's XLA form contracts the [B, T, H, d] operands as they are (before they were transposed
     heads-first up front)."""
@@ -198,7 +190,7 @@ def full_bisection():
 
 BEFORE = {"autodiff-softmax": autodiff_softmax, "full-bisection": full_bisection, "blocked": xla_bisection,
           "autodiff-weight-grads": autodiff_weight_grads, "bisect-projection": bisect_projection,
-          "xla-attention": xla_attention, "bthd-attention": bthd_attention, "separate-select": separate_select}
+          "xla-attention": xla_attention, "bthd-attention": bthd_attention}
 
 
 def jax_stepper(cfg: C.Config, batch, start: int, before: str | None = None) -> Callable:

@@ -1,5 +1,5 @@
 """wsparse's C++ kernels (wsparse/native): AbsTopK's threshold exact against a sort and equal to the XLA bisection,
-AbsTopK in one pass the same bits as XLA's select, the projection's cut equal to its bisection, and a clean fallback where they cannot be built. The transpose kernel
+the projection's cut equal to its bisection, and a clean fallback where they cannot be built. The transpose kernel
 is tested with its user, in test_matmul.py."""
 
 import warnings
@@ -81,37 +81,6 @@ def test_kernel_under_vmap_and_scan_equals_blocked():
     np.testing.assert_array_equal(run("native"), run("blocked"))
 
 
-def test_abs_topk_in_one_pass_keeps_the_bits_of_the_select():
-    """The kernel that writes AbsTopK's kept entries itself (float32, ``native``) gives the bits of XLA's select after
-    the threshold, and the same gradient, with NaN, inf, subnormals, signed zeros, zero rows and ties; under vmap
-    too. (bfloat16 keeps the select: the kernel is float32.)"""
-    rng = np.random.default_rng(3)
-    x = rng.standard_normal((6, 9, 40)).astype(np.float32)
-    x[0, 0, :5] = np.nan
-    x[0, 1] = 0.0
-    x[0, 2, :12] = 1e-40  # subnormal: read as 0 by XLA:CPU's comparison
-    x[0, 3, :7] = np.round(x[0, 3, :7])
-    x[0, 4, :3] = np.inf
-    x[0, 5, :25] = -0.0
-    x[0, 6, :3] = -1e-40
-    x = jnp.asarray(x)
-    g = jnp.asarray(rng.standard_normal(x.shape), jnp.float32)
-
-    def select(x, k):  # the two-pass form: the threshold by the kernel, the select by XLA
-        return jnp.where(jnp.abs(x) >= native.row_threshold(jax.lax.stop_gradient(x), k), x, jnp.zeros_like(x))
-
-    for k in (1, 7, 20, 39):
-        fused = jax.jit(lambda x: M.abs_topk(x, k, "native"))
-        assert "wsparse_abs_topk" in fused.lower(x).as_text()
-        bits = lambda y: np.asarray(y).view(np.uint32)
-        np.testing.assert_array_equal(bits(fused(x)), bits(jax.jit(lambda x: select(x, k))(x)))
-        np.testing.assert_array_equal(bits(fused(x)), bits(jax.jit(lambda x: M.abs_topk(x, k, "blocked"))(x)))
-        grads = [jax.grad(lambda x, f=f: jnp.sum(jnp.nan_to_num(f(x)) * g))(x)
-                 for f in (lambda x: M.abs_topk(x, k, "native"), lambda x: select(x, k))]
-        np.testing.assert_array_equal(grads[0], grads[1])
-        np.testing.assert_array_equal(bits(jax.vmap(lambda x: M.abs_topk(x, k, "native"))(x)), bits(fused(x)))
-
-
 def test_disabled_kernel_falls_back_to_the_xla_bisection(fresh_native, monkeypatch):
     monkeypatch.setenv("WSPARSE_NATIVE", "0")
     assert not native.available()
@@ -158,7 +127,7 @@ def test_large_calls_share_the_thread_pool_without_deadlock(run_python):
 
 
 # the C++ kernel is one custom call by name; the Pallas interpreter's ops carry no name of their own
-@pytest.mark.parametrize("impl,marker", [("native", "wsparse_abs_topk"), ("pallas", "")])
+@pytest.mark.parametrize("impl,marker", [("native", "wsparse_row_threshold"), ("pallas", "")])
 def test_sharded_rows_stay_on_their_devices(run_python, impl, marker):
     """Under a jit sharded over 4 devices along the rows, each device runs the kernel (the C++ one, or the Pallas one
     in its interpreter) on its own rows: no all-gather of the activation, and the same output as the XLA bisection.

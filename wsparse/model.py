@@ -90,15 +90,12 @@ def abs_topk(x: jax.Array, k: int, impl: str = "auto") -> jax.Array:
     builds, else the cache-blocked bitwise bisection).
     Ties at the threshold are all kept, so a row keeps more than ``k`` entries only when several equal the k-th
     magnitude; a row with fewer than ``k`` nonzeros keeps all of them. The gradient flows through kept entries only.
-    With the C++ kernel and float32 ``x``, the kernel also writes the kept entries, in the same pass (same bits).
     """
     n = x.shape[-1]
     if k >= n:
         return x
     if k <= 0:
         return jnp.zeros_like(x)
-    if x.dtype == jnp.float32 and topk.row_impl(impl) == "native":
-        return native.abs_topk(x, k)
     return jnp.where(jnp.abs(x) >= topk.abs_row_threshold(x, k, impl), x, jnp.zeros_like(x))
 
 

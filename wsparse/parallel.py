@@ -8,7 +8,7 @@ kernels (C++ on CPU, Pallas on GPU) the sharding and vmap rules that XLA cannot 
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Callable
 
 import jax
 import jax.numpy as jnp
@@ -77,9 +77,9 @@ def replicate(tree, mesh: Mesh):
     return jax.tree.map(lambda x: jax.device_put(x, sharding), tree)
 
 
-def with_vmap(call: Callable[[jax.Array], Any]) -> Callable[[jax.Array], Any]:
-    """``call`` (one array in, one or a tuple out, leading axes independent) with a vmap rule, which
-    custom_partitioning lacks: a batch axis is one more leading axis."""
+def with_vmap(call: Callable[[jax.Array], jax.Array]) -> Callable[[jax.Array], jax.Array]:
+    """``call`` (one array in, one out, leading axes independent) with a vmap rule, which custom_partitioning lacks:
+    a batch axis is one more leading axis."""
 
     @jax.custom_batching.custom_vmap
     def batched(a):
@@ -87,8 +87,7 @@ def with_vmap(call: Callable[[jax.Array], Any]) -> Callable[[jax.Array], Any]:
 
     @batched.def_vmap
     def _(axis_size, in_batched, a):
-        out = batched(a)
-        return out, jax.tree.map(lambda _: True, out)
+        return batched(a), True
 
     return batched
 
@@ -103,24 +102,23 @@ def _rows_sharding(mesh, sharding, ndim: int) -> NamedSharding:
     return NamedSharding(mesh, P(*full_spec(sharding, ndim)[:-1], None))
 
 
-def rowwise(call: Callable[[jax.Array], Any], rule: str = "... w -> ... o") -> Callable[[jax.Array], Any]:
-    """``call`` (``[..., w] -> [..., 1]``, or a tuple of such results as its Shardy ``rule`` says, each row on its
-    own, e.g. a kernel as a custom call) under a sharded jit runs on each device's own rows (without the rule XLA
-    would gather the whole operand onto every device first), and under vmap on the batch axis as one more leading
-    axis."""
+def rowwise(call: Callable[[jax.Array], jax.Array]) -> Callable[[jax.Array], jax.Array]:
+    """``call`` (``[..., w] -> [..., 1]``, each row on its own, e.g. a kernel as a custom call) under a sharded jit
+    runs on each device's own rows (without the rule XLA would gather the whole operand onto every device first),
+    and under vmap on the batch axis as one more leading axis."""
 
     def partition(mesh, arg_shapes, result_shape):
         sharding = _rows_sharding(mesh, arg_shapes[0].sharding, len(arg_shapes[0].shape))
-        return mesh, call, infer(mesh, arg_shapes, result_shape), (sharding,)
+        return mesh, call, sharding, (sharding,)
 
     def infer(mesh, arg_shapes, result_shape):
-        sharding = _rows_sharding(mesh, arg_shapes[0].sharding, len(arg_shapes[0].shape))
-        return tuple(sharding for _ in result_shape) if isinstance(result_shape, (tuple, list)) else sharding
+        return _rows_sharding(mesh, arg_shapes[0].sharding, len(arg_shapes[0].shape))
 
     sharded = custom_partitioning(call)
-    sharded.def_partition(partition, infer_sharding_from_operands=infer, sharding_rule=rule,
+    sharded.def_partition(partition, infer_sharding_from_operands=infer, sharding_rule="... w -> ... o",
                           need_replication_factors=("w",))
     return with_vmap(sharded)
+
 
 
 def _split_rows_sharding(mesh, first, ndim: int) -> NamedSharding:

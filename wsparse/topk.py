@@ -131,16 +131,11 @@ def row_threshold(a: jax.Array, k: int, impl: str = "auto") -> jax.Array:
     return abs_row_threshold(a, k, impl)
 
 
-def row_impl(impl: str) -> str:
-    """``impl`` with ``auto`` resolved for this backend (``native`` on CPU where the kernels build)."""
-    cpu = "native" if native.in_use() else "blocked"
-    return resolve(impl, ROW_IMPLS, {"cpu": cpu, "gpu": "pallas", "other": "top_k"})
-
-
 def abs_row_threshold(x: jax.Array, k: int, impl: str = "auto") -> jax.Array:
     """``row_threshold(|x|, k, impl)``. The ``native`` kernel reads magnitudes itself (it clears the sign bit), so
     for it ``|x|`` is never written out."""
-    impl = row_impl(impl)
+    cpu = "native" if native.in_use() else "blocked"
+    impl = resolve(impl, ROW_IMPLS, {"cpu": cpu, "gpu": "pallas", "other": "top_k"})
     x = jax.lax.stop_gradient(x)
     if impl == "native":
         return native.row_threshold(x, k)

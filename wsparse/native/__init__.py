@@ -38,7 +38,7 @@ SOURCES = tuple(os.path.join(_HERE, name) for name in ("row_threshold.cc", "tran
 HEADERS = tuple(os.path.join(_HERE, name) for name in ("parallel_for.h", "vec.h"))  # in the cache key, not compiled
 SYMBOLS = {"row_threshold": "WsparseRowThreshold", "transpose": "WsparseTranspose",  # kernel -> exported handler
            "top_k_cut": "WsparseTopKCut", "attention_forward": "WsparseAttentionForward",
-           "attention_backward": "WsparseAttentionBackward", "abs_topk": "WsparseAbsTopK"}
+           "attention_backward": "WsparseAttentionBackward"}
 # -fopenmp-simd honours the kernels' `omp simd` loops (no OpenMP runtime); -fno-trapping-math lets GCC vectorise
 # selects (no floating-point result changes: the kernels never read the FPU's exception flags).
 FLAGS = ("-O3", "-march=native", "-std=c++17", "-shared", "-fPIC", "-w", "-fopenmp-simd", "-fno-trapping-math")
@@ -153,40 +153,6 @@ def row_threshold(a: jax.Array, k: int) -> jax.Array:
     bfloat16 runs in float32 (exact both ways: the k-th largest is one of the entries)."""
     _require()
     return _batched_call(int(k))(a.astype(jnp.float32)).astype(a.dtype)
-
-
-def _abs_topk_call(x: jax.Array, k: int) -> tuple[jax.Array, jax.Array]:
-    out = (jax.ShapeDtypeStruct(x.shape, jnp.float32), jax.ShapeDtypeStruct(x.shape[:-1] + (1,), jnp.float32))
-    call = jax.ffi.ffi_call(_targets["abs_topk"], out, vmap_method="broadcast_all")
-    return tuple(call(x, k=np.int64(k), part_entries=np.int64(PART_ENTRIES)))
-
-
-@functools.cache
-def _batched_abs_topk(k: int):
-    return parallel.rowwise(lambda x: _abs_topk_call(x, k), rule="... w -> ... w, ... o")
-
-
-@functools.partial(jax.custom_vjp, nondiff_argnums=(1,))
-def abs_topk(x: jax.Array, k: int) -> jax.Array:
-    """AbsTopK of float32 ``x`` in one pass of the kernel: ``where(|x| >= row_threshold(|x|, k), x, 0)``, the same
-    bits as XLA's select after :func:`row_threshold` (the rows are read once, and XLA's select pass is gone), and
-    the same gradient: the cotangent where the entry was kept."""
-    _require()
-    return _batched_abs_topk(int(k))(x)[0]
-
-
-def _abs_topk_fwd(x, k):
-    _require()
-    y, threshold = _batched_abs_topk(int(k))(x)
-    return y, (x, threshold)
-
-
-def _abs_topk_bwd(k, res, g):
-    x, threshold = res
-    return (jnp.where(jnp.abs(x) >= threshold, g, jnp.zeros_like(g)),)
-
-
-abs_topk.defvjp(_abs_topk_fwd, _abs_topk_bwd)
 
 
 def _transpose_call(a: jax.Array) -> jax.Array:

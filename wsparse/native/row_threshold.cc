@@ -83,22 +83,13 @@ int32_t KthLargest(const int32_t* v, int64_t n, int64_t k, int32_t* scratch) {
   return static_cast<int32_t>(lo);
 }
 
-// The threshold of rows [begin, end) into result[r]; with `kept`, also the row with the entries below it zeroed,
-// kept[r, j] = x[r, j] where |x[r, j]| >= threshold (XLA's comparison: subnormals read as 0, NaN never passes), else 0.
-void Rows(const uint32_t* in, float* result, int64_t begin, int64_t end, int64_t width, int64_t k,
-          uint32_t* kept = nullptr) {
+void Rows(const uint32_t* in, float* result, int64_t begin, int64_t end, int64_t width, int64_t k) {
   std::vector<int32_t> keys(width), scratch(k);
   for (int64_t r = begin; r < end; ++r) {
     const uint32_t* row = in + r * width;
     for (int64_t j = 0; j < width; ++j) keys[j] = OrderKey(row[j]);
     const int32_t kth = KthLargest(keys.data(), width, k, scratch.data());
     std::memcpy(result + r, &kth, sizeof(float));
-    if (kept == nullptr) continue;
-    uint32_t* __restrict out = kept + r * width;
-    for (int64_t j = 0; j < width; ++j) {
-      const bool nan = (row[j] & 0x7fffffffu) > 0x7f800000u;
-      out[j] = (keys[j] >= kth && !nan) ? row[j] : 0u;
-    }
   }
 }
 
@@ -117,32 +108,7 @@ ffi::Error RowThreshold(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> x, ffi::Resu
   return ffi::Error::Success();
 }
 
-// AbsTopK in one pass: the row thresholds and x with the entries below them zeroed, the rows read once.
-ffi::Error AbsTopK(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> x, ffi::ResultBuffer<ffi::F32> y,
-                   ffi::ResultBuffer<ffi::F32> out, int64_t k, int64_t part_entries) {
-  const auto dims = x.dimensions();
-  if (dims.size() < 1) return ffi::Error::InvalidArgument("abs_topk: the input needs a last axis");
-  const int64_t width = dims.back();
-  if (k < 1 || k > width) return ffi::Error::InvalidArgument("abs_topk: needs 1 <= k <= width");
-  const int64_t rows = static_cast<int64_t>(x.element_count()) / width;
-  const uint32_t* in = reinterpret_cast<const uint32_t*>(x.typed_data());
-  uint32_t* kept = reinterpret_cast<uint32_t*>(y->typed_data());
-  float* result = out->typed_data();
-  wsparse::ParallelFor(pool, rows, rows * width / std::max<int64_t>(1, part_entries),
-                       [&](int64_t begin, int64_t end) { Rows(in, result, begin, end, width, k, kept); });
-  return ffi::Error::Success();
-}
-
 }  // namespace
-
-XLA_FFI_DEFINE_HANDLER_SYMBOL(WsparseAbsTopK, AbsTopK,
-                              ffi::Ffi::Bind()
-                                  .Ctx<ffi::ThreadPool>()
-                                  .Arg<ffi::Buffer<ffi::F32>>()
-                                  .Ret<ffi::Buffer<ffi::F32>>()  // x with the entries below the threshold zeroed
-                                  .Ret<ffi::Buffer<ffi::F32>>()  // the threshold [..., 1]
-                                  .Attr<int64_t>("k")
-                                  .Attr<int64_t>("part_entries"));
 
 XLA_FFI_DEFINE_HANDLER_SYMBOL(WsparseRowThreshold, RowThreshold,
                               ffi::Ffi::Bind()
