@@ -39,13 +39,25 @@ def fresh_native(monkeypatch, tmp_path):
     native.available.cache_clear()
 
 
+# A process with N CPU devices (XLA_FLAGS must be set before jax is imported), and the names its code uses.
+DEVICES_PREAMBLE = (
+    "import os\n"
+    "os.environ['XLA_FLAGS'] = '--xla_force_host_platform_device_count={n}'\n"
+    "os.environ['JAX_PLATFORMS'] = 'cpu'\n"
+    "import jax, jax.numpy as jnp, numpy as np\n"
+    "from jax.sharding import NamedSharding, PartitionSpec as P\n")
+
+
 @pytest.fixture
 def run_python():
-    """``run(code)``: runs ``code`` in a fresh Python process from the repository root; it must print ``ok`` last
-    (for tests that need their own XLA flags or a process that may hang)."""
+    """``run(code, devices=None)``: runs ``code`` in a fresh Python process from the repository root, with
+    ``devices`` CPU devices (and jax, jnp, np, NamedSharding and P imported) if given; it must print ``ok`` last (for
+    tests that need their own XLA flags or a process that may hang)."""
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-    def run(code: str) -> None:
+    def run(code: str, devices: int | None = None) -> None:
+        if devices:
+            code = DEVICES_PREAMBLE.format(n=devices) + code
         done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=180, check=False,
                               cwd=root)
         assert done.returncode == 0 and done.stdout.strip().endswith("ok"), done.stderr[-3000:]

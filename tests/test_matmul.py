@@ -112,11 +112,6 @@ def test_sharded_weight_grads_keep_rows_on_their_devices(run_python):
     """Data-parallel over 4 devices: each device transposes its own rows (no all-gather of activations) and the
     weight gradient is summed across devices, equal to the unsharded autodiff gradient up to rounding."""
     code = (
-        "import os\n"
-        "os.environ['XLA_FLAGS'] = '--xla_force_host_platform_device_count=4'\n"
-        "os.environ['JAX_PLATFORMS'] = 'cpu'\n"
-        "import jax, jax.numpy as jnp, numpy as np\n"
-        "from jax.sharding import NamedSharding, PartitionSpec as P\n"
         "from wsparse import matmul\n"
         "mesh = jax.make_mesh((4,), ('data',))\n"
         "x = jax.device_put(jax.random.normal(jax.random.key(0), (8, 16, 64)), NamedSharding(mesh, P('data')))\n"
@@ -128,4 +123,4 @@ def test_sharded_weight_grads_keep_rows_on_their_devices(run_python):
         "ref = jax.grad(lambda w, x: jnp.sum(jnp.tanh(x @ w)))(np.asarray(w), np.asarray(x))\n"
         "np.testing.assert_allclose(f(w, x), ref, rtol=0, atol=2e-6 * float(np.abs(ref).max()))\n"
         "print('ok')\n")
-    run_python(code)
+    run_python(code, devices=4)

@@ -134,11 +134,6 @@ def test_sharded_rows_stay_on_their_devices(run_python, impl, marker):
     The mesh is the trainer's (``parallel.make_mesh``: axes in auto mode; pallas_call refuses operands whose type
     carries an explicit-mode sharding)."""
     code = (
-        "import os\n"
-        "os.environ['XLA_FLAGS'] = '--xla_force_host_platform_device_count=4'\n"
-        "os.environ['JAX_PLATFORMS'] = 'cpu'\n"
-        "import jax, numpy as np\n"
-        "from jax.sharding import NamedSharding, PartitionSpec as P\n"
         "from wsparse import model as M, parallel\n"
         "mesh = parallel.make_mesh(4)\n"
         "x = jax.device_put(jax.random.normal(jax.random.key(0), (8, 16, 64)), NamedSharding(mesh, P('data')))\n"
@@ -149,4 +144,4 @@ def test_sharded_rows_stay_on_their_devices(run_python, impl, marker):
         "assert y.sharding.is_equivalent_to(NamedSharding(mesh, P('data')), 3), y.sharding\n"
         "np.testing.assert_array_equal(y, jax.jit(lambda x: M.abs_topk(x, 16, 'blocked'))(x))\n"
         "print('ok')\n")
-    run_python(code)
+    run_python(code, devices=4)

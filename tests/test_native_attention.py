@@ -119,11 +119,6 @@ def test_sharded_batch_stays_on_its_devices(run_python):
     all-gather, the output sharded as the input, and the same output and q, k, v gradients as on one device, bit for
     bit (every head is computed alone); the sink's gradient, summed over the batch across devices, to rounding."""
     code = (
-        "import os\n"
-        "os.environ['XLA_FLAGS'] = '--xla_force_host_platform_device_count=4'\n"
-        "os.environ['JAX_PLATFORMS'] = 'cpu'\n"
-        "import jax, jax.numpy as jnp, numpy as np\n"
-        "from jax.sharding import NamedSharding, PartitionSpec as P\n"
         "from wsparse import model as M, parallel\n"
         "mesh = parallel.make_mesh(4)\n"
         "ks = jax.random.split(jax.random.key(0), 4)\n"
@@ -144,4 +139,4 @@ def test_sharded_batch_stays_on_its_devices(run_python):
         "    np.testing.assert_array_equal(a, b)\n"
         "np.testing.assert_allclose(grads[3], grads1[3], rtol=1e-5)\n"
         "print('ok')\n")
-    run_python(code)
+    run_python(code, devices=4)
