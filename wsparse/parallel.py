@@ -2,8 +2,9 @@
 
 One ``Mesh`` with a ``data`` axis: the batch is sharded along it, parameters and optimizer state are replicated.
 The same code runs on one CPU, one GPU, N fake CPU devices (``--xla_force_host_platform_device_count``) or a
-multi-host pod, where each process feeds its own slice of the global batch. :func:`rowwise` gives wsparse's own
-kernels (C++ on CPU, Pallas on GPU) the sharding and vmap rules that XLA cannot infer for a custom call.
+multi-host pod, where each process feeds its own slice of the global batch. :func:`rowwise` (one operand, row by
+row) and :func:`split_rows` (several operands sharing a batch axis) give wsparse's own kernels (C++ on CPU, Pallas on
+GPU) the sharding and vmap rules that XLA cannot infer for a custom call.
 """
 
 from __future__ import annotations
@@ -118,7 +119,6 @@ def rowwise(call: Callable[[jax.Array], jax.Array]) -> Callable[[jax.Array], jax
     sharded.def_partition(partition, infer_sharding_from_operands=infer, sharding_rule="... w -> ... o",
                           need_replication_factors=("w",))
     return with_vmap(sharded)
-
 
 
 def _split_rows_sharding(mesh, first, ndim: int) -> NamedSharding:

@@ -197,4 +197,3 @@ def top_k_cut(key: jax.Array, k: jax.Array) -> tuple[jax.Array, jax.Array]:
     out = (jax.ShapeDtypeStruct((), jnp.uint32), jax.ShapeDtypeStruct((), jnp.int32))
     call = jax.ffi.ffi_call(_targets["top_k_cut"], out, vmap_method="sequential")
     return call(key.astype(jnp.uint32).ravel(), jnp.asarray(k, jnp.int32))
-
