@@ -24,11 +24,11 @@ def kernel(x, w, w_out_in):
 
 
 def test_transpose_kernel_is_exact():
-    """Every element width, leading axes, sizes that are not multiples of the 16 x 16 tile, empty arrays, and vmap
-    over any axis."""
+    """Every element width, leading axes, sizes that are not multiples of the 16 x 16 tile or of the 8 x 8 vector
+    tile (4-byte elements), empty arrays, and vmap over any axis."""
     assert native.available()
     rng = np.random.default_rng(0)
-    for shape in ((4096, 512), (17, 33), (1, 7), (7, 1), (3, 2, 40, 19), (0, 5)):
+    for shape in ((4096, 512), (17, 33), (1, 7), (7, 1), (3, 2, 40, 19), (0, 5), (24, 40), (9, 16), (16, 9)):
         for dtype in (jnp.float32, jnp.bfloat16, jnp.int8, jnp.uint16):
             a = jnp.asarray((rng.standard_normal(shape) * 100).astype(np.float32)).astype(dtype)
             np.testing.assert_array_equal(jax.jit(native.transpose)(a), np.swapaxes(np.asarray(a), -1, -2))

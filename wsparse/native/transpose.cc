@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <cstring>
 
+#include "vec.h"
 #include "xla/ffi/api/ffi.h"
 
 namespace ffi = xla::ffi;
@@ -30,6 +31,26 @@ void TransposeMatrix(const T* __restrict in, T* __restrict out, int64_t rows, in
         for (int64_t i = i0; i < i1; ++i) row[i] = in[i * cols + j];
       }
     }
+  }
+}
+
+// 4-byte elements: 8 x 8 tiles through vector registers inside each 16 x 16 tile, the edges as above.
+template <>
+void TransposeMatrix<uint32_t>(const uint32_t* __restrict in, uint32_t* __restrict out, int64_t rows, int64_t cols) {
+  const float* x = reinterpret_cast<const float*>(in);
+  float* y = reinterpret_cast<float*>(out);
+  const int64_t full_rows = rows / 8 * 8, full_cols = cols / 8 * 8;
+  for (int64_t i0 = 0; i0 < full_rows; i0 += kTile) {
+    for (int64_t j0 = 0; j0 < full_cols; j0 += kTile) {
+      for (int64_t i = i0; i < i0 + kTile && i < full_rows; i += 8) {
+        for (int64_t j = j0; j < j0 + kTile && j < full_cols; j += 8) {
+          wsparse::Transpose8x8(x + i * cols + j, cols, y + j * rows + i, rows);
+        }
+      }
+    }
+  }
+  for (int64_t i = 0; i < rows; ++i) {  // the edges: rows past full_rows, columns past full_cols
+    for (int64_t j = (i < full_rows ? full_cols : 0); j < cols; ++j) out[j * rows + i] = in[i * cols + j];
   }
 }
 
