@@ -70,15 +70,19 @@ class ModelConfig:
                "must be auto, bisect, blocked, top_k, native or pallas")
         _check(self.attention_impl in ("auto", "xla", "cudnn", "native"), "model.attention_impl",
                "must be auto, xla, cudnn or native")
-        _check(self.attention_impl != "native" or (self.dtype == "float32" and self.d_head % 8 == 0
-                                                   and self.d_head <= 64),
-               "model.attention_impl", "native needs model.dtype = float32 and d_head a multiple of 8, at most 64")
+        _check(self.attention_impl != "native" or self.fits_attention_kernel, "model.attention_impl",
+               "native needs model.dtype = float32 and d_head a multiple of 8, at most 64")
         _check(self.attention_impl != "cudnn" or (self.dtype == "bfloat16" and not self.attn_sink),
                "model.attention_impl", "cudnn needs model.dtype = bfloat16 and no attention sink")
 
     @property
     def d_attn(self) -> int:
         return self.n_head * self.d_head
+
+    @property
+    def fits_attention_kernel(self) -> bool:
+        """Whether wsparse's C++ attention kernel takes this model: float32, d_head a multiple of 8 up to 64."""
+        return self.dtype == "float32" and self.d_head % 8 == 0 and self.d_head <= 64
 
 
 @dataclasses.dataclass(frozen=True)

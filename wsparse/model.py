@@ -192,7 +192,7 @@ def attention_impl(cfg: ModelConfig) -> str:
         return cfg.attention_impl
     if jax.default_backend() == "gpu" and cfg.dtype == "bfloat16" and not cfg.attn_sink:
         return "cudnn"
-    if cfg.dtype == "float32" and cfg.d_head % 8 == 0 and cfg.d_head <= 64 and native.in_use():
+    if cfg.fits_attention_kernel and native.in_use():
         return "native"
     return "xla"
 

@@ -121,8 +121,9 @@ def available() -> bool:
 
 
 def in_use() -> bool:
-    """Whether the CPU defaults (AbsTopK's threshold, the projection's cut, the weight gradients) use these kernels:
-    on the CPU backend, where they build. The backend is checked first, so an accelerator host never compiles them."""
+    """Whether the CPU defaults (AbsTopK's threshold, the projection's cut, the weight gradients, attention) use these
+    kernels: on the CPU backend, where they build. The backend is checked first, so an accelerator host never
+    compiles them."""
     return jax.default_backend() == "cpu" and available()
 
 
