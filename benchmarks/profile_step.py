@@ -189,6 +189,7 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=2)
     ap.add_argument("--topk-impl", default="auto", help="model.topk_impl and, bisect/auto only, sparsity.topk_impl")
     ap.add_argument("--dtype", default=None, choices=("float32", "bfloat16"), help="override model.dtype")
+    ap.add_argument("--top", type=int, default=0, help="also list the N slowest ops with their shapes and op names")
     args = ap.parse_args()
     if args.mask_loop:
         return mask_loop(args.mask_loop, args.task, args.prune_config, args.steps)
@@ -232,7 +233,7 @@ def main() -> None:
     gpu = {e["pid"] for e in events if e.get("ph") == "M" and e.get("name") == "process_name"
            and "GPU" in str(e.get("args", {}).get("name", ""))}
     info |= {name.replace(".", "_"): v for name, v in info.items()}  # a GPU kernel is its fusion's name, "." -> "_"
-    total, unmatched = collections.Counter(), collections.Counter()
+    total, unmatched, by_op = collections.Counter(), collections.Counter(), collections.Counter()
     for e in events:
         if e.get("ph") != "X" or (gpu and e.get("pid") not in gpu):
             continue
@@ -241,6 +242,7 @@ def main() -> None:
                      if n in info), None)
         if name:
             total[category(*info[name], m)] += e["dur"] / args.steps / 1e3
+            by_op[name] += e["dur"] / args.steps / 1e3
         elif gpu:
             unmatched[e["name"][:60]] += e["dur"] / args.steps / 1e3
     if unmatched:
@@ -253,6 +255,10 @@ def main() -> None:
     for c, t in total.most_common():
         print(f"| {c} | {t:.1f} | {t / s:.0%} |")
     print(f"| total | {s:.1f} | |")
+    if args.top:
+        print(f"\nthe {args.top} slowest ops (ms per step, shape, op name):")
+        for name, t in by_op.most_common(args.top):
+            print(f"{t:7.2f}  {name}  {info[name][0][:60]}  {info[name][1][-110:]}")
     if unmatched:
         print("\nunmatched device kernels (ms per step): " + ", ".join(
             f"{n} {t:.1f}" for n, t in unmatched.most_common(40)))

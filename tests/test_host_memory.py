@@ -1,0 +1,43 @@
+"""wsparse.host_memory: with the package imported, a compiled CPU program's large temporary buffer comes back from
+the heap already mapped, so repeated calls fault in (almost) no pages; WSPARSE_KEEP_HEAP=0 leaves glibc's default,
+under which every call faults the whole buffer in again."""
+
+import platform
+
+import pytest
+
+pytestmark = pytest.mark.skipif(platform.system() != "Linux" or platform.libc_ver()[0] != "glibc",
+                                reason="the setting is glibc's malloc")
+
+CODE = """
+import os
+os.environ["WSPARSE_KEEP_HEAP"] = "{keep}"
+os.environ["JAX_PLATFORMS"] = "cpu"
+import resource, time
+import wsparse, jax, jax.numpy as jnp
+
+assert wsparse.KEEPS_HEAP == ({keep} == 1), wsparse.KEEPS_HEAP
+# two 64 MiB intermediates that XLA cannot fuse away (each scan reads the other's result): its temporary buffer is
+# far over glibc's largest mmap threshold (32 MiB)
+f = jax.jit(lambda x: jnp.cumsum(jnp.cumsum(x, axis=0) * 1.5, axis=1).sum())
+x = jnp.ones((4096, 4096), jnp.float32)
+def call():
+    f(x).block_until_ready()
+    time.sleep(0.1)  # XLA frees a call's buffer just after its result is ready: let it, before the next call
+
+# the first calls still grow the heap: small blocks allocated meanwhile split the freed buffer's space
+for _ in range(8):
+    call()
+before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+for _ in range(4):
+    call()
+faults = (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) / 4
+pages = 2 * 4096 * 4096 * 4 / resource.getpagesize()
+assert ({keep} == 1 and faults < 0.05 * pages) or ({keep} == 0 and faults > 0.4 * pages), (faults, pages)
+print("ok")
+"""
+
+
+@pytest.mark.parametrize("keep", [1, 0])
+def test_large_temporary_buffer_faults_in_once(run_python, keep):
+    run_python(CODE.format(keep=keep))
