@@ -2,12 +2,11 @@
 the heap already mapped, so repeated calls fault in (almost) no pages; WSPARSE_KEEP_HEAP=0 leaves glibc's default,
 under which every call faults the whole buffer in again."""
 
-import platform
-
 import pytest
 
-pytestmark = pytest.mark.skipif(platform.system() != "Linux" or platform.libc_ver()[0] != "glibc",
-                                reason="the setting is glibc's malloc")
+from wsparse import host_memory
+
+pytestmark = pytest.mark.skipif(not host_memory.is_glibc(), reason="the setting is glibc's malloc's")
 
 CODE = """
 import os
@@ -41,3 +40,17 @@ print("ok")
 @pytest.mark.parametrize("keep", [1, 0])
 def test_large_temporary_buffer_faults_in_once(run_python, keep):
     run_python(CODE.format(keep=keep))
+
+
+def test_importing_after_a_computation_warns(run_python):
+    run_python("""
+import os, warnings
+os.environ["JAX_PLATFORMS"] = "cpu"
+import jax.numpy as jnp
+jnp.ones(3).block_until_ready()  # XLA:CPU's threads exist now
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    import wsparse
+assert wsparse.KEEPS_HEAP and any("imported after JAX's first computation" in str(w.message) for w in caught), caught
+print("ok")
+""")

@@ -11,8 +11,8 @@ wall time (docs/results/speed.md, "XLA's temporary buffer").
 return freed memory at the top of the heap below 2 GiB. The buffer then comes back from the heap on each call, already
 mapped. The price is resident memory: the process keeps its peak heap. ``import wsparse`` calls it, on Linux with glibc,
 unless ``WSPARSE_KEEP_HEAP=0``. It must run before XLA starts its threads (the first JAX computation): a thread picks
-its arena at its first ``malloc``. Importing ``jax`` first is fine; computing with it first is too late, and the call
-then has no effect on XLA's threads.
+its arena at its first ``malloc``. Importing ``jax`` first is fine; computing with it first is too late: the call
+then has no effect on XLA's threads, and it warns.
 """
 
 from __future__ import annotations
@@ -20,21 +20,42 @@ from __future__ import annotations
 import ctypes
 import os
 import platform
+import sys
+import warnings
 
 # glibc's mallopt parameters (malloc.h)
 M_TRIM_THRESHOLD, M_MMAP_MAX, M_ARENA_MAX = -1, -4, -8
 TRIM_THRESHOLD = (1 << 31) - 1  # mallopt takes an int
 
 
+def is_glibc() -> bool:
+    """Whether this process runs on glibc (musl, macOS and Windows have other mallocs)."""
+    try:
+        return platform.system() == "Linux" and os.confstr("CS_GNU_LIBC_VERSION").startswith("glibc")
+    except (ValueError, OSError, AttributeError):
+        return False
+
+
 def keep_freed_memory() -> bool:
     """Sets glibc's malloc to keep freed memory mapped (see the module's docstring); true where it did."""
-    if os.environ.get("WSPARSE_KEEP_HEAP", "1") == "0" or platform.system() != "Linux":
-        return False
-    if platform.libc_ver()[0] != "glibc":
+    if os.environ.get("WSPARSE_KEEP_HEAP", "1") == "0" or not is_glibc():
         return False
     try:
         mallopt = ctypes.CDLL("libc.so.6").mallopt
     except (OSError, AttributeError):
         return False
     mallopt.argtypes, mallopt.restype = (ctypes.c_int, ctypes.c_int), ctypes.c_int
-    return all(mallopt(p, v) == 1 for p, v in ((M_ARENA_MAX, 1), (M_MMAP_MAX, 0), (M_TRIM_THRESHOLD, TRIM_THRESHOLD)))
+    done = all(mallopt(p, v) == 1 for p, v in ((M_ARENA_MAX, 1), (M_MMAP_MAX, 0), (M_TRIM_THRESHOLD, TRIM_THRESHOLD)))
+    if done and _cpu_backend_started():
+        warnings.warn("wsparse was imported after JAX's first computation on the CPU: XLA's threads keep glibc's "
+                      "default malloc, so every compiled call faults its temporary buffer in again (a third of a "
+                      "train step on 2 cores; wsparse.host_memory). Import wsparse before computing with JAX.",
+                      stacklevel=3)
+    return done
+
+
+def _cpu_backend_started() -> bool:
+    """Whether JAX has already started its backends, the CPU's alone (so XLA:CPU's threads exist). Reads a private
+    table of jax's; any change there only silences the warning."""
+    backends = getattr(sys.modules.get("jax._src.xla_bridge"), "_backends", None)
+    return isinstance(backends, dict) and bool(backends) and set(backends) <= {"cpu"}
