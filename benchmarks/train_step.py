@@ -17,6 +17,10 @@ model the PyTorch version implements) and sets batch 64: B=64, T=64, D=128, 4 la
 On a GPU the same script runs the PyTorch version on the GPU too (under ``torch.autocast`` for ``--dtype=bfloat16``),
 prints the device's peak memory, times the projection's implementations over the whole model, and leaves out the
 CPU-only kernels; ``benchmarks/accelerator.sh`` is the set of runs reported in docs/results/speed.md.
+
+Importing wsparse sets glibc's malloc for the whole process (wsparse.host_memory), the PyTorch version included. That
+setting has no ``--before``: it must be made before XLA starts its threads, so its before is another process, run
+with ``WSPARSE_KEEP_HEAP=0``.
 """
 
 from __future__ import annotations
