@@ -54,3 +54,16 @@ with warnings.catch_warnings(record=True) as caught:
 assert wsparse.KEEPS_HEAP and any("imported after JAX's first computation" in str(w.message) for w in caught), caught
 print("ok")
 """)
+
+
+def test_left_alone_where_jax_will_use_an_accelerator(run_python):
+    run_python("""
+import os
+os.environ["JAX_PLATFORMS"] = "cuda"  # nothing is computed: only the import's choice is checked
+import wsparse
+from wsparse import host_memory
+assert not wsparse.KEEPS_HEAP and host_memory.accelerator_expected()
+os.environ["JAX_PLATFORMS"] = "cpu"
+assert not host_memory.accelerator_expected()
+print("ok")
+""")

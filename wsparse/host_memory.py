@@ -10,7 +10,9 @@ wall time (docs/results/speed.md, "XLA's temporary buffer").
 :func:`keep_freed_memory` tells glibc to serve every thread from the main arena, never to ``mmap`` a block, and not to
 return freed memory at the top of the heap below 2 GiB. The buffer then comes back from the heap on each call, already
 mapped. The price is resident memory: the process keeps its peak heap. ``import wsparse`` calls it, on Linux with glibc,
-unless ``WSPARSE_KEEP_HEAP=0``. It must run before XLA starts its threads (the first JAX computation): a thread picks
+unless ``WSPARSE_KEEP_HEAP=0``, or JAX will compute on an accelerator: ``JAX_PLATFORMS`` names one, or (unset) a GPU or
+TPU plugin is installed. There the buffers are device memory, and one malloc arena for all threads gains nothing that
+was measured. It must run before XLA starts its threads (the first JAX computation): a thread picks
 its arena at its first ``malloc``. Importing ``jax`` first is fine; computing with it first is too late: the call
 then has no effect on XLA's threads, and it warns.
 """
@@ -36,9 +38,23 @@ def is_glibc() -> bool:
         return False
 
 
+def accelerator_expected() -> bool:
+    """Whether JAX will pick a GPU or TPU: ``JAX_PLATFORMS`` names a platform other than the CPU or, where it is unset,
+    a JAX plugin (the ``jax_plugins`` entry points or namespace package, as JAX finds them) or libtpu is installed.
+    Nothing is imported."""
+    platforms = [p.strip() for p in os.environ.get("JAX_PLATFORMS", "").split(",") if p.strip()]
+    if platforms:
+        return any(p != "cpu" for p in platforms)
+    import importlib.metadata
+    import importlib.util
+
+    return (bool(importlib.metadata.entry_points(group="jax_plugins")) or importlib.util.find_spec("jax_plugins")
+            is not None or importlib.util.find_spec("libtpu") is not None)
+
+
 def keep_freed_memory() -> bool:
     """Sets glibc's malloc to keep freed memory mapped (see the module's docstring); true where it did."""
-    if os.environ.get("WSPARSE_KEEP_HEAP", "1") == "0" or not is_glibc():
+    if os.environ.get("WSPARSE_KEEP_HEAP", "1") == "0" or not is_glibc() or accelerator_expected():
         return False
     try:
         mallopt = ctypes.CDLL("libc.so.6").mallopt
