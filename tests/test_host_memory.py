@@ -6,7 +6,10 @@ import pytest
 
 from wsparse import host_memory
 
-pytestmark = pytest.mark.skipif(not host_memory.is_glibc(), reason="the setting is glibc's malloc's")
+# The fault counts below are glibc malloc's behaviour, and so is the setting: on macOS or musl there is nothing to set,
+# and test_does_nothing_without_glibc checks that keep_freed_memory() then leaves malloc alone.
+needs_glibc = pytest.mark.skipif(not host_memory.is_glibc(),
+                                 reason="not glibc: no mallopt setting to measure (test_does_nothing_without_glibc)")
 
 CODE = """
 import os
@@ -37,11 +40,13 @@ print("ok")
 """
 
 
+@needs_glibc
 @pytest.mark.parametrize("keep", [1, 0])
 def test_large_temporary_buffer_faults_in_once(run_python, keep):
     run_python(CODE.format(keep=keep))
 
 
+@needs_glibc
 def test_importing_after_a_computation_warns(run_python):
     run_python("""
 import os, warnings
@@ -67,3 +72,11 @@ os.environ["JAX_PLATFORMS"] = "cpu"
 assert not host_memory.accelerator_expected()
 print("ok")
 """)
+
+
+def test_does_nothing_without_glibc(monkeypatch):
+    called = []
+    monkeypatch.setattr(host_memory, "is_glibc", lambda: False)
+    monkeypatch.setattr(host_memory.ctypes, "CDLL", lambda *a: called.append(a))
+    monkeypatch.delenv("WSPARSE_KEEP_HEAP", raising=False)
+    assert host_memory.keep_freed_memory() is False and not called
